@@ -1,0 +1,69 @@
+# whoconn - see README.md.  `make` builds, `make run` serves on
+# 127.0.0.1:4242 from this tree, `make check` runs every test.
+
+VERSION  = 0.1.0
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DESTDIR ?=
+
+CC      ?= cc
+PKGS     = libsystemd sqlite3 uuid
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+           -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE \
+           -DWHOCONN_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS ?=
+LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
+# SQLite and libuuid are linked statically: every shared object costs each
+# connection process the dynamic loader's work (README, "Decisions").
+# libsystemd is only dlopen()ed, when WHERE is first asked.
+LDLIBS   = -Wl,-Bstatic -lsqlite3 -luuid -Wl,-Bdynamic -lm
+
+# What each target needs from Debian; scripts/ensure-deps installs what is
+# missing when run as root, or prints the apt-get line and stops.
+DEPS_BUILD = gcc make pkg-config libsqlite3-dev libsystemd-dev uuid-dev
+DEPS_RUN   = systemd
+DEPS_CHECK = bats python3 sqlite3 systemd netcat-openbsd procps
+
+PORT ?= 4242
+RUNDIR = $(CURDIR)/run
+
+all: whoconn
+
+whoconn: whoconn.c whoconn.h | deps-build
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ whoconn.c $(LDLIBS)
+
+deps-build:
+	@scripts/ensure-deps $(DEPS_BUILD)
+
+run: whoconn
+	@scripts/ensure-deps $(DEPS_RUN)
+	@mkdir -p $(RUNDIR)
+	@echo "whoconn: serving on 127.0.0.1:$(PORT), registry $(RUNDIR)/registry.db; try: nc 127.0.0.1 $(PORT)"
+	systemd-socket-activate -l 127.0.0.1:$(PORT) --inetd -a \
+		-E WHOCONN_DB=$(RUNDIR)/registry.db $(CURDIR)/whoconn
+
+check: whoconn
+	@scripts/ensure-deps $(DEPS_CHECK)
+	bats --print-output-on-failure tests/
+
+units/%: units/%.in
+	sed -e 's|@BINDIR@|$(BINDIR)|g' $< > $@
+
+install: whoconn units/whoconn@.service units/whoconn.socket
+	install -D -m 0755 whoconn $(DESTDIR)$(BINDIR)/whoconn
+	install -D -m 0644 units/whoconn.socket $(DESTDIR)$(UNITDIR)/whoconn.socket
+	install -D -m 0644 units/whoconn@.service $(DESTDIR)$(UNITDIR)/whoconn@.service
+	install -D -m 0644 units/whoconn.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/whoconn $(DESTDIR)$(UNITDIR)/whoconn.socket \
+	      $(DESTDIR)$(UNITDIR)/whoconn@.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
+
+clean:
+	rm -f whoconn units/whoconn@.service units/whoconn.socket
+	rm -rf $(RUNDIR)
+
+.PHONY: all deps-build run check install uninstall clean

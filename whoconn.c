@@ -1,0 +1,1116 @@
+/*
+ * whoconn - tell a TCP client how many clients are connected (WHO), which
+ * server it reached (WHERE), and why (WHY).
+ *
+ * One process serves one connection.  It is started by systemd's
+ * Accept=yes socket activation (or any inetd-style launcher): fd 0 reads
+ * from the peer, fd 1 writes to it, fd 2 is the journal.  Nothing but
+ * protocol is ever written to fd 1.
+ *
+ * Connected clients are counted in a SQLite registry (WAL mode) shared by
+ * all connection processes: one row per live process, keyed by its PID and
+ * its kernel start time, so a reused PID never makes a dead row look alive.
+ * Rows of processes that died without cleaning up (SIGKILL, crash, OOM) are
+ * swept by the next WHO that finds the last sweep more than 0.5 s old.
+ *
+ * Limits and defaults are in whoconn.h; the protocol is in whoconn(8) and
+ * README.md.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <syslog.h> /* priorities only: we log to stderr */
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-id128.h>
+#include <uuid/uuid.h>
+
+#include "whoconn.h"
+
+#define UUID_STR_LEN 37 /* 36 characters and NUL */
+
+struct config {
+    const char *db;
+    unsigned idle_timeout; /* seconds */
+    char server_id[UUID_STR_LEN];
+};
+
+/* Prepared statements, made on first use: a short session prepares only
+ * what it runs, and preparing is most of SQLite's per-process cost. */
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_COUNT,
+    ST_INSERT,
+    ST_DELETE,
+    ST_SWEPT_SET,
+    ST_SCAN,
+    ST__MAX
+};
+
+static const char *const stmt_sql[ST__MAX] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_COUNT] = "SELECT (SELECT count(*) FROM conn),"
+                 " (SELECT value FROM meta WHERE key='swept')",
+    [ST_INSERT] = "INSERT OR REPLACE INTO conn(pid, start, since) VALUES(?1, ?2, ?3)",
+    [ST_DELETE] = "DELETE FROM conn WHERE pid=?1 AND start=?2",
+    [ST_SWEPT_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES('swept', ?1)",
+    [ST_SCAN] = "SELECT pid, start FROM conn",
+};
+
+struct registry {
+    const char *path;
+    sqlite3 *db;
+    sqlite3_stmt *st[ST__MAX];
+    long long pid;
+    long long start; /* our start time, in clock ticks since boot */
+    bool registered;
+    int logged_err; /* last error logged, so a lasting fault logs once */
+};
+
+enum end_reason {
+    END_NONE,
+    END_CLOSED,
+    END_QUIT,
+    END_IDLE,
+    END_WRITE_TIMEOUT,
+    END_LINE_TOO_LONG,
+    END_BAD_BYTE,
+    END_RESET,
+    END_SIGNAL,
+    END_NOMEM,
+};
+
+static const struct {
+    const char *name;
+    int status;
+} end_info[] = {
+    [END_NONE] = {"none", WHOCONN_EXIT_OK},
+    [END_CLOSED] = {"client-closed", WHOCONN_EXIT_OK},
+    [END_QUIT] = {"quit", WHOCONN_EXIT_OK},
+    [END_IDLE] = {"idle-timeout", WHOCONN_EXIT_TIMEOUT},
+    [END_WRITE_TIMEOUT] = {"write-timeout", WHOCONN_EXIT_TIMEOUT},
+    [END_LINE_TOO_LONG] = {"line-too-long", WHOCONN_EXIT_PROTOCOL},
+    [END_BAD_BYTE] = {"invalid-byte", WHOCONN_EXIT_PROTOCOL},
+    [END_RESET] = {"reset", WHOCONN_EXIT_IO},
+    [END_SIGNAL] = {"signal", WHOCONN_EXIT_SIGNAL},
+    [END_NOMEM] = {"out-of-memory", WHOCONN_EXIT_SOFTWARE},
+};
+
+struct session {
+    const struct config *cfg;
+    struct registry reg;
+    int out_fd;
+    char in[WHOCONN_READ_BUF];
+    size_t in_len;  /* bytes buffered */
+    size_t scanned; /* of which already checked */
+    char out[WHOCONN_WRITE_BUF];
+    size_t out_len;
+    unsigned long commands;
+    unsigned long errors;
+    unsigned long lines; /* complete lines, blank included */
+    enum end_reason end;
+    bool sweep_pending;
+    char where[UUID_STR_LEN];
+};
+
+static volatile sig_atomic_t got_signal;
+
+/* ---- time and logging ------------------------------------------------ */
+
+static int64_t now_ms(clockid_t clk) {
+    struct timespec ts;
+
+    clock_gettime(clk, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One write(2) per line, with the journal's <N> priority prefix when stderr
+ * is the journal (systemd sets $JOURNAL_STREAM then). */
+static void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_msg(int prio, const char *fmt, ...) {
+    char line[512];
+    int n = 0;
+    va_list ap;
+
+    if (getenv("JOURNAL_STREAM"))
+        n = snprintf(line, sizeof line, "<%d>", prio);
+    else
+        n = snprintf(line, sizeof line, "whoconn[%ld]: ", (long)getpid());
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        return;
+    n += m;
+    if ((size_t)n > sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w; /* nowhere left to report a failing log */
+}
+
+/* Peer text is shown printable and short: \xNN for anything else. */
+static void sanitize(char *dst, size_t dstsize, const char *src, size_t len) {
+    size_t o = 0;
+
+    for (size_t i = 0; i < len && i < WHOCONN_LOG_PEER_TEXT && o + 5 < dstsize; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            dst[o++] = (char)c;
+        else
+            o += (size_t)snprintf(dst + o, dstsize - o, "\\x%02x", c);
+    }
+    if (len > WHOCONN_LOG_PEER_TEXT && o + 4 < dstsize) {
+        memcpy(dst + o, "...", 3);
+        o += 3;
+    }
+    dst[o] = '\0';
+}
+
+/* ---- registry -------------------------------------------------------- */
+
+/* Maps a SQLite result to a negative errno, so that callers deal in one
+ * kind of error.  The OS error behind an I/O failure wins when known. */
+static int reg_error(sqlite3 *db, int rc) {
+    int sys = db ? sqlite3_system_errno(db) : 0;
+
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return 0;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_READONLY:
+        return -EROFS;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return -EBADMSG;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return -EACCES;
+    case SQLITE_CANTOPEN:
+        return sys > 0 ? -sys : -ENOENT;
+    case SQLITE_IOERR:
+        return sys > 0 ? -sys : -EIO;
+    default:
+        return -EIO;
+    }
+}
+
+static const char *reg_strerror(int err) {
+    switch (err) {
+    case -EBADMSG:
+        return "registry file is corrupt";
+    case -EMEDIUMTYPE:
+        return "registry file belongs to another program";
+    case -EBUSY:
+        return "registry busy";
+    default:
+        return strerror(-err);
+    }
+}
+
+/* The kernel's start time of a process, in clock ticks since boot, from
+ * field 22 of /proc/PID/stat.  Returns -ESRCH for a process that is gone
+ * or a zombie (killed but not yet reaped: it serves nobody). */
+static int proc_start_time(long long pid, long long *ret) {
+    char path[64], buf[512];
+    int fd, n;
+
+    snprintf(path, sizeof path, "/proc/%lld/stat", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? -ESRCH : -errno;
+    n = (int)read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -ESRCH;
+    buf[n] = '\0';
+    /* comm may hold spaces and parentheses: fields restart after the last ')' */
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ')
+        return -EINVAL;
+    p += 2;
+    if (*p == 'Z' || *p == 'X')
+        return -ESRCH;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return -EINVAL;
+        p++;
+    }
+    errno = 0;
+    char *end;
+    long long v = strtoll(p, &end, 10);
+    if (errno || end == p)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+static void reg_close(struct registry *r) {
+    for (int i = 0; i < ST__MAX; i++) {
+        sqlite3_finalize(r->st[i]);
+        r->st[i] = NULL;
+    }
+    sqlite3_close(r->db);
+    r->db = NULL;
+}
+
+static int reg_exec(struct registry *r, const char *sql) {
+    return reg_error(r->db, sqlite3_exec(r->db, sql, NULL, NULL, NULL));
+}
+
+/* Creates the schema in a new file, or refuses a file that is not ours.
+ * Runs once per registry file, not per connection. */
+static int reg_init(struct registry *r) {
+    sqlite3_stmt *st = NULL;
+    int err, rc;
+
+    /* journal_mode cannot change inside a transaction; WAL is persistent. */
+    err = reg_exec(r, "PRAGMA journal_mode=WAL");
+    if (err < 0)
+        return err;
+    err = reg_exec(r, "BEGIN IMMEDIATE");
+    if (err < 0)
+        return err;
+    rc = sqlite3_prepare_v2(r->db,
+                            "SELECT (SELECT application_id FROM pragma_application_id),"
+                            " (SELECT count(*) FROM sqlite_schema)",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        err = reg_error(r->db, rc);
+        goto fail;
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        err = reg_error(r->db, rc);
+        goto fail;
+    }
+    long long app = sqlite3_column_int64(st, 0), objects = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (app != WHOCONN_SQLITE_APP_ID && !(app == 0 && objects == 0)) {
+        err = -EMEDIUMTYPE;
+        goto fail;
+    }
+    err = reg_exec(r, "CREATE TABLE IF NOT EXISTS conn("
+                      " pid INTEGER PRIMARY KEY," /* the connection process */
+                      " start INTEGER NOT NULL,"  /* its kernel start time */
+                      " since INTEGER NOT NULL)"  /* unix time it registered */
+                      " WITHOUT ROWID;"
+                      "CREATE TABLE IF NOT EXISTS meta("
+                      " key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+                      "PRAGMA application_id=" /* */ "2003331939;" /* 0x77686f63 */
+                      "PRAGMA user_version=1;"
+                      "COMMIT");
+    if (err < 0)
+        goto fail;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    reg_exec(r, "ROLLBACK");
+    return err;
+}
+
+static int reg_open(struct registry *r) {
+    int rc, err;
+
+    if (r->db)
+        return 0;
+    rc = sqlite3_open_v2(r->path, &r->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                         NULL);
+    if (rc != SQLITE_OK) {
+        err = reg_error(r->db, rc);
+        reg_close(r);
+        return err;
+    }
+    sqlite3_extended_result_codes(r->db, 1);
+    sqlite3_busy_timeout(r->db, WHOCONN_BUSY_TIMEOUT_MS);
+    /* The registry is per boot and rebuilt by sweeping: durability across
+     * power loss buys nothing, so commits need not fsync. */
+    err = reg_exec(r, "PRAGMA synchronous=OFF");
+    if (err < 0) {
+        reg_close(r);
+        return err;
+    }
+    return 0;
+}
+
+static int reg_stmt(struct registry *r, enum stmt_id id, sqlite3_stmt **ret) {
+    int rc, err;
+
+    err = reg_open(r);
+    if (err < 0)
+        return err;
+    if (!r->st[id]) {
+        rc = sqlite3_prepare_v3(r->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                &r->st[id], NULL);
+        if (rc == SQLITE_ERROR && id != ST_BEGIN && id != ST_COMMIT && id != ST_ROLLBACK) {
+            /* no such table: a new file, or not ours (reg_init tells) */
+            err = reg_init(r);
+            if (err < 0)
+                return err;
+            rc = sqlite3_prepare_v3(r->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &r->st[id], NULL);
+        }
+        if (rc != SQLITE_OK)
+            return reg_error(r->db, rc);
+    }
+    sqlite3_reset(r->st[id]);
+    sqlite3_clear_bindings(r->st[id]);
+    *ret = r->st[id];
+    return 0;
+}
+
+/* Runs a statement that returns no rows. */
+static int reg_run(struct registry *r, enum stmt_id id, long long a, long long b, long long c) {
+    sqlite3_stmt *st;
+    int err = reg_stmt(r, id, &st);
+
+    if (err < 0)
+        return err;
+    int n = sqlite3_bind_parameter_count(st);
+    if (n >= 1)
+        sqlite3_bind_int64(st, 1, a);
+    if (n >= 2)
+        sqlite3_bind_int64(st, 2, b);
+    if (n >= 3)
+        sqlite3_bind_int64(st, 3, c);
+    int rc = sqlite3_step(st);
+    err = rc == SQLITE_DONE ? 0 : reg_error(r->db, rc);
+    sqlite3_reset(st);
+    return err;
+}
+
+/* Runs one write statement in its own short IMMEDIATE transaction: the
+ * write lock is taken up front, so the busy timeout applies and no
+ * SQLITE_BUSY_SNAPSHOT can surface half-way. */
+static int reg_write(struct registry *r, enum stmt_id id, long long a, long long b, long long c) {
+    int err = reg_run(r, ST_BEGIN, 0, 0, 0);
+
+    if (err < 0)
+        return err;
+    err = reg_run(r, id, a, b, c);
+    if (err == 0)
+        err = reg_run(r, ST_COMMIT, 0, 0, 0);
+    if (err < 0)
+        reg_run(r, ST_ROLLBACK, 0, 0, 0);
+    return err;
+}
+
+/* A failing registry is closed so that the next use opens it afresh: that
+ * is how the service recovers once a fault (missing directory, read-only
+ * file system, corrupt file) is gone. */
+static int reg_fail(struct registry *r, int err, const char *what) {
+    if (err != r->logged_err) {
+        log_msg(LOG_ERR, "registry %s: %s: %s", what, r->path, reg_strerror(err));
+        r->logged_err = err;
+    }
+    reg_close(r);
+    return err;
+}
+
+static int reg_register(struct registry *r) {
+    int err;
+
+    if (r->registered)
+        return 0;
+    err = reg_write(r, ST_INSERT, r->pid, r->start, (long long)time(NULL));
+    if (err < 0)
+        return reg_fail(r, err, "register");
+    r->registered = true;
+    r->logged_err = 0;
+    return 0;
+}
+
+static void reg_unregister(struct registry *r) {
+    if (!r->registered)
+        return;
+    int err = reg_write(r, ST_DELETE, r->pid, r->start, 0);
+    if (err < 0)
+        reg_fail(r, err, "unregister"); /* the next sweep removes the row */
+    r->registered = false;
+}
+
+/* Removes the rows of processes that are gone.  The sweep is claimed in a
+ * write transaction first, so concurrent WHOs do not all scan; liveness is
+ * checked outside any transaction, so the write lock is held for
+ * microseconds whatever the number of rows. */
+static int reg_sweep(struct registry *r) {
+    sqlite3_stmt *st;
+    long long (*dead)[2] = NULL;
+    size_t ndead = 0, cap = 0;
+    int err, rc;
+    int64_t now = now_ms(CLOCK_BOOTTIME);
+
+    err = reg_run(r, ST_BEGIN, 0, 0, 0);
+    if (err < 0)
+        return err;
+    err = reg_stmt(r, ST_COUNT, &st);
+    if (err < 0)
+        goto rollback;
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        err = reg_error(r->db, rc);
+        goto rollback;
+    }
+    bool have = sqlite3_column_type(st, 1) != SQLITE_NULL;
+    int64_t swept = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    if (have && swept <= now && now - swept < WHOCONN_SWEEP_AFTER_MS) {
+        reg_run(r, ST_ROLLBACK, 0, 0, 0); /* another process just swept */
+        return 0;
+    }
+    err = reg_run(r, ST_SWEPT_SET, now, 0, 0);
+    if (err == 0)
+        err = reg_run(r, ST_COMMIT, 0, 0, 0);
+    if (err < 0)
+        goto rollback;
+
+    err = reg_stmt(r, ST_SCAN, &st);
+    if (err < 0)
+        return err;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        long long pid = sqlite3_column_int64(st, 0), start = sqlite3_column_int64(st, 1), cur;
+        if (pid == r->pid && start == r->start)
+            continue;
+        if (proc_start_time(pid, &cur) == 0 && cur == start)
+            continue;
+        if (ndead == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            void *p = realloc(dead, ncap * sizeof *dead);
+            if (!p) {
+                err = -ENOMEM;
+                break;
+            }
+            dead = p;
+            cap = ncap;
+        }
+        dead[ndead][0] = pid;
+        dead[ndead][1] = start;
+        ndead++;
+    }
+    if (rc != SQLITE_DONE && err == 0)
+        err = reg_error(r->db, rc);
+    sqlite3_reset(st);
+    if (err == 0 && ndead > 0) {
+        err = reg_run(r, ST_BEGIN, 0, 0, 0);
+        for (size_t i = 0; err == 0 && i < ndead; i++)
+            err = reg_run(r, ST_DELETE, dead[i][0], dead[i][1], 0);
+        if (err == 0)
+            err = reg_run(r, ST_COMMIT, 0, 0, 0);
+        if (err < 0)
+            reg_run(r, ST_ROLLBACK, 0, 0, 0);
+    }
+    free(dead);
+    return err;
+rollback:
+    reg_run(r, ST_ROLLBACK, 0, 0, 0);
+    return err;
+}
+
+/* The number of live connections, the caller included.  Sets *sweep_later
+ * when a sweep is due but may run after the reply. */
+static int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
+    sqlite3_stmt *st;
+    int err, rc;
+
+    for (int pass = 0; pass < 2; pass++) {
+        err = reg_stmt(r, ST_COUNT, &st);
+        if (err < 0)
+            return reg_fail(r, err, "count");
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+            err = reg_error(r->db, rc);
+            sqlite3_reset(st);
+            return reg_fail(r, err, "count");
+        }
+        long long n = sqlite3_column_int64(st, 0);
+        bool have = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        int64_t swept = sqlite3_column_int64(st, 1);
+        sqlite3_reset(st);
+
+        int64_t now = now_ms(CLOCK_BOOTTIME);
+        int64_t age = (!have || swept > now) ? INT64_MAX : now - swept;
+        if (age >= WHOCONN_SWEEP_BEFORE_MS && pass == 0) {
+            err = reg_sweep(r);
+            if (err < 0)
+                return reg_fail(r, err, "sweep");
+            continue; /* count again, now exact */
+        }
+        *sweep_later = age >= WHOCONN_SWEEP_AFTER_MS;
+        *ret = n + (r->registered ? 0 : 1);
+        r->logged_err = 0;
+        return 0;
+    }
+    return 0; /* not reached: pass 1 always returns */
+}
+
+/* ---- server id ------------------------------------------------------- */
+
+/* libsystemd is loaded only when WHERE is asked: linking it costs every
+ * connection the dynamic loader's work for ten shared objects, and most
+ * connections never ask WHERE. */
+static int server_id_derive(char out[UUID_STR_LEN]) {
+    int (*app_specific)(sd_id128_t, sd_id128_t *);
+    sd_id128_t id;
+    int r;
+
+    void *h = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return -ELIBACC;
+    *(void **)&app_specific = dlsym(h, "sd_id128_get_machine_app_specific");
+    if (!app_specific) {
+        dlclose(h);
+        return -ELIBBAD;
+    }
+    r = app_specific(WHOCONN_APP_ID, &id);
+    dlclose(h);
+    if (r < 0)
+        return r;
+    uuid_unparse_lower(id.bytes, out);
+    return 0;
+}
+
+/* ---- commands -------------------------------------------------------- */
+
+/* Each command writes one reply line, without LF, into reply[size]. */
+typedef void command_fn(struct session *s, char *reply, size_t size);
+
+static command_fn cmd_who, cmd_where, cmd_why, cmd_help, cmd_quit;
+
+static const struct command {
+    const char *name;
+    command_fn *run;
+} commands[] = {
+    {"WHO", cmd_who},
+    {"WHERE", cmd_where},
+    {"WHY", cmd_why},
+    {"HELP", cmd_help},
+    {"QUIT", cmd_quit},
+};
+
+static void cmd_who(struct session *s, char *reply, size_t size) {
+    long long n = 0;
+    bool later = false;
+    int err = reg_count(&s->reg, &n, &later);
+
+    if (err < 0) {
+        s->errors++;
+        snprintf(reply, size, "ERR registry unavailable: %s", reg_strerror(err));
+        return;
+    }
+    s->sweep_pending = later;
+    snprintf(reply, size, "%lld", n);
+}
+
+static void cmd_where(struct session *s, char *reply, size_t size) {
+    if (!s->where[0]) {
+        int err = server_id_derive(s->where);
+        if (err < 0) {
+            s->where[0] = '\0';
+            s->errors++;
+            log_msg(LOG_ERR, "cannot derive server id from the machine id: %s",
+                    strerror(-err));
+            snprintf(reply, size, "ERR server id unavailable");
+            return;
+        }
+    }
+    snprintf(reply, size, "%s", s->where);
+}
+
+static void cmd_why(struct session *s, char *reply, size_t size) {
+    (void)s;
+    snprintf(reply, size, "42");
+}
+
+static void cmd_help(struct session *s, char *reply, size_t size) {
+    (void)s;
+    snprintf(reply, size, "WHO WHERE WHY HELP QUIT");
+}
+
+static void cmd_quit(struct session *s, char *reply, size_t size) {
+    s->end = END_QUIT;
+    snprintf(reply, size, "BYE");
+}
+
+/* ---- session --------------------------------------------------------- */
+
+/* Writes out every gathered reply.  fd 1 carries SO_SNDTIMEO, so a peer
+ * that never reads makes this fail after the idle timeout instead of
+ * blocking forever. */
+static int session_flush(struct session *s) {
+    size_t off = 0;
+
+    while (off < s->out_len) {
+        ssize_t n = write(s->out_fd, s->out + off, s->out_len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            s->out_len = 0;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+        }
+        off += (size_t)n;
+    }
+    s->out_len = 0;
+    return 0;
+}
+
+static int session_reply(struct session *s, const char *line) {
+    size_t len = strlen(line);
+
+    if (s->out_len + len + 1 > sizeof s->out) {
+        int err = session_flush(s);
+        if (err < 0)
+            return err;
+    }
+    memcpy(s->out + s->out_len, line, len);
+    s->out_len += len;
+    s->out[s->out_len++] = '\n';
+    return 0;
+}
+
+static bool is_blank(char c) {
+    return c == ' ' || c == '\t';
+}
+
+/* Handles one request line (LF removed).  Returns 0 or a negative errno
+ * from writing the reply. */
+static int session_line(struct session *s, char *line, size_t len) {
+    char reply[WHOCONN_REPLY_MAX];
+    const struct command *cmd = NULL;
+
+    s->lines++;
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    while (len > 0 && is_blank(line[len - 1]))
+        len--;
+    while (len > 0 && is_blank(*line)) {
+        line++;
+        len--;
+    }
+    if (len == 0)
+        return 0; /* blank lines get no reply */
+    s->commands++;
+
+    size_t word = 0;
+    while (word < len && !is_blank(line[word]))
+        word++;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strlen(commands[i].name) == word && strncasecmp(commands[i].name, line, word) == 0) {
+            cmd = &commands[i];
+            break;
+        }
+    if (!cmd) {
+        s->errors++;
+        snprintf(reply, sizeof reply, "ERR unknown command");
+    } else if (word < len) {
+        s->errors++;
+        snprintf(reply, sizeof reply, "ERR %s takes no arguments", cmd->name);
+    } else
+        cmd->run(s, reply, sizeof reply);
+    return session_reply(s, reply);
+}
+
+static bool byte_allowed(unsigned char c) {
+    return (c >= 0x20 && c <= 0x7e) || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Ends the session on a protocol violation: one ERR line, then close. */
+static int session_violation(struct session *s, enum end_reason why, const char *reply,
+                             const char *text, size_t len) {
+    char clean[WHOCONN_LOG_PEER_TEXT * 4 + 8];
+
+    s->errors++;
+    s->end = why;
+    sanitize(clean, sizeof clean, text, len);
+    log_msg(LOG_WARNING, "closing: %s after \"%s\"", end_info[why].name, clean);
+    return session_reply(s, reply);
+}
+
+/* Processes the buffered input: answers each complete line, stops at the
+ * first violation.  With eof, a final unterminated line is a request too. */
+static int session_process(struct session *s, bool eof) {
+    size_t start = 0;
+    int err = 0;
+
+    for (size_t i = s->scanned; i < s->in_len && s->end == END_NONE; i++) {
+        unsigned char c = (unsigned char)s->in[i];
+        if (c == '\n') {
+            if (i - start > WHOCONN_LINE_MAX + 1 ||
+                (i - start == WHOCONN_LINE_MAX + 1 && s->in[i - 1] != '\r'))
+                return session_violation(s, END_LINE_TOO_LONG, "ERR line too long",
+                                         s->in + start, i - start);
+            err = session_line(s, s->in + start, i - start);
+            if (err < 0)
+                return err;
+            start = i + 1;
+        } else if (!byte_allowed(c)) {
+            return session_violation(s, END_BAD_BYTE, "ERR invalid byte", s->in + start,
+                                     i - start + 1);
+        } else if (i - start + 1 > WHOCONN_LINE_MAX + 1) {
+            return session_violation(s, END_LINE_TOO_LONG, "ERR line too long",
+                                     s->in + start, i - start + 1);
+        }
+    }
+    if (s->end != END_NONE)
+        return 0;
+    memmove(s->in, s->in + start, s->in_len - start);
+    s->in_len -= start;
+    s->scanned = s->in_len;
+    if (eof && s->in_len > 0) {
+        if (s->in_len > WHOCONN_LINE_MAX + (s->in[s->in_len - 1] == '\r'))
+            return session_violation(s, END_LINE_TOO_LONG, "ERR line too long", s->in,
+                                     s->in_len);
+        err = session_line(s, s->in, s->in_len);
+        s->in_len = s->scanned = 0;
+    }
+    return err;
+}
+
+/* Feeds peer bytes into the session.  Returns 0 or a negative errno from
+ * writing replies; s->end tells whether the session is over. */
+static int session_input(struct session *s, const char *data, size_t n, bool eof) {
+    int err = 0;
+
+    do {
+        size_t room = sizeof s->in - s->in_len, take = n < room ? n : room;
+        memcpy(s->in + s->in_len, data, take);
+        s->in_len += take;
+        data += take;
+        n -= take;
+        err = session_process(s, eof && n == 0);
+    } while (err == 0 && n > 0 && s->end == END_NONE);
+    return err;
+}
+
+static void session_init(struct session *s, const struct config *cfg, int out_fd) {
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    s->out_fd = out_fd;
+    s->reg.path = cfg->db;
+    s->reg.pid = getpid();
+    memcpy(s->where, cfg->server_id, sizeof s->where);
+    if (proc_start_time(s->reg.pid, &s->reg.start) < 0)
+        s->reg.start = 0; /* no /proc: PID alone identifies the row */
+}
+
+static void session_free(struct session *s) {
+    reg_unregister(&s->reg);
+    reg_close(&s->reg);
+}
+
+#ifndef WHOCONN_NO_MAIN
+
+static void on_signal(int sig) {
+    got_signal = sig;
+}
+
+static void peer_name(char *buf, size_t size) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN];
+
+    if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &len) < 0) {
+        snprintf(buf, size, "stdin");
+        return;
+    }
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else
+        snprintf(buf, size, "unix");
+}
+
+/* Reads and discards what the peer already sent, briefly, so that closing
+ * sends FIN and the last reply arrives instead of being lost to an RST. */
+static void drain_input(void) {
+    char buf[WHOCONN_READ_BUF];
+    size_t total = 0;
+    int64_t deadline = now_ms(CLOCK_MONOTONIC) + WHOCONN_DRAIN_MS;
+
+    shutdown(STDOUT_FILENO, SHUT_WR);
+    while (total < WHOCONN_DRAIN_MAX) {
+        int64_t left = deadline - now_ms(CLOCK_MONOTONIC);
+        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            return;
+        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+        if (n <= 0)
+            return;
+        total += (size_t)n;
+    }
+}
+
+static void session_run(struct session *s) {
+    char buf[WHOCONN_READ_BUF];
+    int64_t idle_ms = (int64_t)s->cfg->idle_timeout * 1000;
+    int64_t now = now_ms(CLOCK_MONOTONIC);
+    int64_t idle_at = now + idle_ms, register_at = now + WHOCONN_REGISTER_DELAY_MS;
+    struct timeval tv = {.tv_sec = s->cfg->idle_timeout};
+    sigset_t unblocked;
+    int err = 0;
+
+    /* Fails harmlessly with ENOTSOCK when fd 1 is a pipe or a terminal. */
+    setsockopt(STDOUT_FILENO, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sigprocmask(SIG_SETMASK, NULL, &unblocked);
+    sigdelset(&unblocked, SIGTERM);
+    sigdelset(&unblocked, SIGINT);
+    sigdelset(&unblocked, SIGHUP);
+
+    while (s->end == END_NONE) {
+        now = now_ms(CLOCK_MONOTONIC);
+        int64_t wake = idle_at;
+        if (!s->reg.registered && register_at < wake)
+            wake = register_at;
+        struct timespec ts = {.tv_sec = (wake - now) / 1000, .tv_nsec = (wake - now) % 1000 * 1000000};
+        if (wake < now)
+            ts.tv_sec = ts.tv_nsec = 0;
+        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+        int r = ppoll(&p, 1, &ts, &unblocked);
+        if (got_signal) {
+            s->end = END_SIGNAL;
+            break;
+        }
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            s->end = END_RESET;
+            break;
+        }
+        now = now_ms(CLOCK_MONOTONIC);
+        if (r == 0) {
+            if (now >= idle_at) {
+                s->end = END_IDLE;
+                break;
+            }
+            if (!s->reg.registered && now >= register_at && reg_register(&s->reg) < 0)
+                register_at = now + WHOCONN_RETRY_MS;
+            continue;
+        }
+        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            s->end = END_RESET;
+            break;
+        }
+        unsigned long lines = s->lines;
+        err = session_input(s, buf, (size_t)n, n == 0);
+        if (err == 0)
+            err = session_flush(s);
+        if (err < 0) {
+            s->end = err == -ETIMEDOUT ? END_WRITE_TIMEOUT : END_RESET;
+            break;
+        }
+        if (n == 0) {
+            if (s->end == END_NONE)
+                s->end = END_CLOSED;
+            break;
+        }
+        if (s->lines != lines)
+            idle_at = now_ms(CLOCK_MONOTONIC) + idle_ms;
+        if (s->sweep_pending) {
+            s->sweep_pending = false;
+            int e = reg_sweep(&s->reg);
+            if (e < 0)
+                reg_fail(&s->reg, e, "sweep");
+        }
+    }
+    if (s->end == END_QUIT || s->end == END_LINE_TOO_LONG || s->end == END_BAD_BYTE)
+        drain_input();
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: whoconn [--db PATH] [--idle-timeout SECONDS] [--server-id UUID]\n"
+            "       whoconn --help | --version\n"
+            "\n"
+            "Serves one WHO/WHERE/WHY session on stdin/stdout (inetd style).\n"
+            "\n"
+            "  --db PATH              registry file (WHOCONN_DB)\n"
+            "                         default: $RUNTIME_DIRECTORY/%s, else %s\n"
+            "  --idle-timeout SECONDS drop a client silent this long (WHOCONN_IDLE_TIMEOUT)\n"
+            "                         default: %d, range %d-%d\n"
+            "  --server-id UUID       answer WHERE with this id (WHOCONN_SERVER_ID)\n"
+            "                         default: derived from /etc/machine-id\n"
+            "  --help                 show this help and exit\n"
+            "  --version              show the version and exit\n",
+            WHOCONN_DB_NAME, WHOCONN_DB_DEFAULT, WHOCONN_IDLE_TIMEOUT_DEFAULT,
+            WHOCONN_IDLE_TIMEOUT_MIN, WHOCONN_IDLE_TIMEOUT_MAX);
+}
+
+static int parse_seconds(const char *s, unsigned *ret) {
+    char *end;
+    unsigned long v;
+
+    if (!s || !isdigit((unsigned char)s[0]))
+        return -EINVAL;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v < WHOCONN_IDLE_TIMEOUT_MIN || v > WHOCONN_IDLE_TIMEOUT_MAX)
+        return -ERANGE;
+    *ret = (unsigned)v;
+    return 0;
+}
+
+static int parse_uuid(const char *s, char out[UUID_STR_LEN]) {
+    uuid_t u;
+
+    if (!s || strlen(s) != 36 || uuid_parse(s, u) < 0)
+        return -EINVAL;
+    uuid_unparse_lower(u, out);
+    return 0;
+}
+
+/* Reads the environment, then the command line over it.  Returns 0, 1 for
+ * --help/--version done, or -EINVAL after printing the error. */
+static int config_load(struct config *cfg, int argc, char **argv, char *dbbuf, size_t dbsize) {
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"idle-timeout", required_argument, NULL, 't'},
+        {"server-id", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0, 0, 0, 0},
+    };
+    const char *db = getenv("WHOCONN_DB"), *idle = getenv("WHOCONN_IDLE_TIMEOUT"),
+               *sid = getenv("WHOCONN_SERVER_ID"), *idle_from = "WHOCONN_IDLE_TIMEOUT",
+               *sid_from = "WHOCONN_SERVER_ID";
+    int c;
+
+    memset(cfg, 0, sizeof *cfg);
+    cfg->idle_timeout = WHOCONN_IDLE_TIMEOUT_DEFAULT;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            db = optarg;
+            break;
+        case 't':
+            idle = optarg;
+            idle_from = "--idle-timeout";
+            break;
+        case 's':
+            sid = optarg;
+            sid_from = "--server-id";
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case 'V':
+            printf("whoconn %s (SQLite %s)\n", WHOCONN_VERSION, sqlite3_libversion());
+            return 1;
+        default:
+            fprintf(stderr, "whoconn: unknown or incomplete option: %s\n", argv[optind - 1]);
+            usage(stderr);
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "whoconn: unexpected argument: %s\n", argv[optind]);
+        return -EINVAL;
+    }
+    if (idle && parse_seconds(idle, &cfg->idle_timeout) < 0) {
+        fprintf(stderr, "whoconn: %s: \"%s\" is not a number of seconds from %d to %d\n",
+                idle_from, idle, WHOCONN_IDLE_TIMEOUT_MIN, WHOCONN_IDLE_TIMEOUT_MAX);
+        return -EINVAL;
+    }
+    if (sid && parse_uuid(sid, cfg->server_id) < 0) {
+        fprintf(stderr,
+                "whoconn: %s: \"%s\" is not a UUID (like 6b2f0ed4-5a91-4c37-a81d-93c47e05b26f)\n",
+                sid_from, sid);
+        return -EINVAL;
+    }
+    if (db && !*db) {
+        fprintf(stderr, "whoconn: the registry path (--db, WHOCONN_DB) is empty\n");
+        return -EINVAL;
+    }
+    if (!db) {
+        const char *rt = getenv("RUNTIME_DIRECTORY");
+        /* several directories are separated by ':'; the first is ours */
+        if (rt && *rt && rt[0] == '/') {
+            size_t len = strcspn(rt, ":");
+            if ((size_t)snprintf(dbbuf, dbsize, "%.*s/%s", (int)len, rt, WHOCONN_DB_NAME) < dbsize)
+                db = dbbuf;
+        }
+        if (!db)
+            db = WHOCONN_DB_DEFAULT;
+    }
+    cfg->db = db;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static struct session s;
+    struct config cfg;
+    char dbbuf[4096], peer[INET6_ADDRSTRLEN + 16];
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigset_t block;
+    int r;
+
+    r = config_load(&cfg, argc, argv, dbbuf, sizeof dbbuf);
+    if (r != 0)
+        return r > 0 ? WHOCONN_EXIT_OK : WHOCONN_EXIT_USAGE;
+
+    umask(077); /* the registry is the service user's alone */
+    signal(SIGPIPE, SIG_IGN); /* a vanished peer is an EPIPE, not a death */
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, NULL); /* delivered only inside ppoll() */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    int64_t t0 = now_ms(CLOCK_MONOTONIC);
+    peer_name(peer, sizeof peer); /* now: a reset peer has no name later */
+    session_init(&s, &cfg, STDOUT_FILENO);
+    session_run(&s);
+    session_free(&s);
+
+    log_msg(LOG_INFO, "peer=%s duration_ms=%" PRId64 " commands=%lu errors=%lu end=%s", peer,
+            now_ms(CLOCK_MONOTONIC) - t0, s.commands, s.errors, end_info[s.end].name);
+    return end_info[s.end].status;
+}
+
+#endif /* WHOCONN_NO_MAIN */

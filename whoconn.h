@@ -1,0 +1,98 @@
+/*
+ * whoconn.h - limits, defaults and exit statuses of whoconn(8).
+ *
+ * Every quantity a peer or an operator can influence is bounded here, in one
+ * place, with the reason for its value.  Each is a macro so that a build can
+ * override it (-DWHOCONN_LINE_MAX=...), as SQLite does in sqliteLimit.h.
+ */
+#ifndef WHOCONN_H
+#define WHOCONN_H
+
+#ifndef WHOCONN_VERSION
+#define WHOCONN_VERSION "0.1.0"
+#endif
+
+/* Longest request line, CR and LF excluded.  Commands are at most five
+ * letters; 1 KiB leaves room for future arguments while keeping a hostile
+ * peer from making us buffer anything large. */
+#ifndef WHOCONN_LINE_MAX
+#define WHOCONN_LINE_MAX 1024
+#endif
+
+/* Bytes read from the peer per read(2).  Larger than a line so that a
+ * pipelining client is served with few system calls. */
+#define WHOCONN_READ_BUF 4096
+
+/* Replies are gathered and written once per read.  The longest reply is an
+ * ERR line under 128 bytes, so a flush always leaves room for the next. */
+#define WHOCONN_WRITE_BUF 8192
+#define WHOCONN_REPLY_MAX 128
+
+/* Seconds without a complete request line (or without progress writing a
+ * reply) before the peer is dropped.  Bytes that do not finish a line do
+ * not reset it, which is what stops a slowloris client. */
+#define WHOCONN_IDLE_TIMEOUT_DEFAULT 60
+#define WHOCONN_IDLE_TIMEOUT_MIN 1
+#define WHOCONN_IDLE_TIMEOUT_MAX 86400
+
+/* A connection registers itself in the registry this long after it starts
+ * (or never, if it is gone before).  WHO counts the asker itself, so a
+ * short connect-ask-close session never writes to the registry; other
+ * clients see a new connection at most this late, inside the promised 1 s. */
+#define WHOCONN_REGISTER_DELAY_MS 250
+
+/* While the registry is failing, a held connection retries this often, so
+ * counting recovers by itself once the fault is gone. */
+#define WHOCONN_RETRY_MS 1000
+
+/* Dead entries (SIGKILL, crash, OOM) are swept by whichever WHO finds the
+ * last sweep older than this.  Between SWEEP_AFTER_MS and SWEEP_BEFORE_MS the
+ * sweep runs after the reply is sent, so WHO latency is not paid for it under
+ * steady load; a sweep older than SWEEP_BEFORE_MS runs before the reply, so a
+ * WHO answer is never more than 1 s stale. */
+#define WHOCONN_SWEEP_AFTER_MS 500
+#define WHOCONN_SWEEP_BEFORE_MS 1000
+
+/* How long a connection process waits for another one's write lock.  Writes
+ * are single-row transactions of a few microseconds; 5 s absorbs a burst of
+ * thousands of connections without a client ever seeing SQLITE_BUSY. */
+#define WHOCONN_BUSY_TIMEOUT_MS 5000
+
+/* After the last reply before a close (QUIT, protocol error), input the peer
+ * already sent is read and discarded for at most this long / this much, so
+ * the kernel sends FIN rather than RST and the reply is not lost. */
+#define WHOCONN_DRAIN_MS 200
+#define WHOCONN_DRAIN_MAX 65536
+
+/* Peer text quoted in a log line is cut to this many bytes. */
+#define WHOCONN_LOG_PEER_TEXT 32
+
+/* Default registry, inside the unit's RuntimeDirectory=whoconn.  When
+ * systemd sets $RUNTIME_DIRECTORY, the registry goes there instead. */
+#define WHOCONN_DB_DEFAULT "/run/whoconn/registry.db"
+#define WHOCONN_DB_NAME "registry.db"
+
+/* Application id for sd_id128_get_machine_app_specific(): WHERE is derived
+ * from the machine id with it, so the raw machine id never leaves the host.
+ * Never change it: it would change every server's id. */
+#define WHOCONN_APP_ID \
+    SD_ID128_MAKE(6b,2f,0e,d4,5a,91,4c,37,a8,1d,93,c4,7e,05,b2,6f)
+
+/* "whoc": stored in the registry header so that we never adopt or alter a
+ * SQLite file that belongs to something else. */
+#define WHOCONN_SQLITE_APP_ID 0x77686f63
+#define WHOCONN_SCHEMA_VERSION 1
+
+/* Exit statuses (documented in whoconn(8)).  Statuses caused by the peer are
+ * listed in SuccessExitStatus= of the unit, so they do not mark it failed. */
+enum {
+    WHOCONN_EXIT_OK = 0,        /* peer closed, or QUIT */
+    WHOCONN_EXIT_USAGE = 64,    /* bad option or environment value */
+    WHOCONN_EXIT_PROTOCOL = 65, /* peer broke the protocol: long line, bad byte */
+    WHOCONN_EXIT_SOFTWARE = 70, /* internal error (out of memory) */
+    WHOCONN_EXIT_IO = 74,       /* connection reset or write failed */
+    WHOCONN_EXIT_TIMEOUT = 75,  /* idle timeout or stalled writes */
+    WHOCONN_EXIT_SIGNAL = 76,   /* SIGTERM/SIGINT/SIGHUP */
+};
+
+#endif /* WHOCONN_H */
