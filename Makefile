@@ -45,11 +45,12 @@ run: whoconn
 	systemd-socket-activate -l 127.0.0.1:$(PORT) --inetd -a \
 		-E WHOCONN_DB=$(RUNDIR)/registry.db $(CURDIR)/whoconn
 
-check: whoconn
+check: whoconn units/whoconn@.service units/whoconn.socket
 	@scripts/ensure-deps $(DEPS_CHECK)
 	bats --print-output-on-failure tests/
+	@for t in $(CHECK_TARGETS); do $(MAKE) --no-print-directory $$t || exit 1; done
 
-units/%: units/%.in
+units/%: units/%.in Makefile
 	sed -e 's|@BINDIR@|$(BINDIR)|g' $< > $@
 
 install: whoconn units/whoconn@.service units/whoconn.socket
@@ -67,3 +68,8 @@ clean:
 	rm -rf $(RUNDIR)
 
 .PHONY: all deps-build run check install uninstall clean
+
+# Feature areas (benchmarks, fuzzing, packaging, cluster agent, metrics) keep
+# their targets in mk/*.mk and hook into `make check` through CHECK_TARGETS.
+CHECK_TARGETS ?=
+-include mk/*.mk
