@@ -75,7 +75,8 @@ static const char *const stmt_sql[ST__MAX] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_COUNT] = "SELECT (SELECT count(*) FROM conn),"
-                 " (SELECT value FROM meta WHERE key='swept')",
+                 " (SELECT value FROM meta WHERE key='swept'),"
+                 " (SELECT total(count) FROM peer WHERE expires_ms > ?1)",
     [ST_INSERT] = "INSERT OR REPLACE INTO conn(pid, start, since) VALUES(?1, ?2, ?3)",
     [ST_DELETE] = "DELETE FROM conn WHERE pid=?1 AND start=?2",
     [ST_SWEPT_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES('swept', ?1)",
@@ -332,6 +333,12 @@ static int reg_init(struct registry *r) {
                       " WITHOUT ROWID;"
                       "CREATE TABLE IF NOT EXISTS meta("
                       " key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+                      /* Cluster mode: other servers' counts, mirrored by
+                       * whoconn-sync.  A row counts until expires_ms
+                       * (CLOCK_BOOTTIME), so a dead agent's data ages out. */
+                      "CREATE TABLE IF NOT EXISTS peer("
+                      " id TEXT PRIMARY KEY, count INTEGER NOT NULL,"
+                      " expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
                       "PRAGMA application_id=" /* */ "2003331939;" /* 0x77686f63 */
                       "PRAGMA user_version=1;"
                       "COMMIT");
@@ -482,6 +489,7 @@ static int reg_sweep(struct registry *r) {
     err = reg_stmt(r, ST_COUNT, &st);
     if (err < 0)
         goto rollback;
+    sqlite3_bind_int64(st, 1, now);
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         err = reg_error(r->db, rc);
@@ -549,21 +557,22 @@ static int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
     int err, rc;
 
     for (int pass = 0; pass < 2; pass++) {
+        int64_t now = now_ms(CLOCK_BOOTTIME);
         err = reg_stmt(r, ST_COUNT, &st);
         if (err < 0)
             return reg_fail(r, err, "count");
+        sqlite3_bind_int64(st, 1, now);
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) {
             err = reg_error(r->db, rc);
             sqlite3_reset(st);
             return reg_fail(r, err, "count");
         }
-        long long n = sqlite3_column_int64(st, 0);
+        long long n = sqlite3_column_int64(st, 0) + sqlite3_column_int64(st, 2);
         bool have = sqlite3_column_type(st, 1) != SQLITE_NULL;
         int64_t swept = sqlite3_column_int64(st, 1);
         sqlite3_reset(st);
 
-        int64_t now = now_ms(CLOCK_BOOTTIME);
         int64_t age = (!have || swept > now) ? INT64_MAX : now - swept;
         if (age >= WHOCONN_SWEEP_BEFORE_MS && pass == 0) {
             err = reg_sweep(r);
