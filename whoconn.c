@@ -90,6 +90,7 @@ struct registry {
     long long pid;
     long long start; /* our start time, in clock ticks since boot */
     bool registered;
+    bool register_failed; /* then WHO retries it, and fails if it fails */
     int logged_err; /* last error logged, so a lasting fault logs once */
 };
 
@@ -351,6 +352,23 @@ fail:
     return err;
 }
 
+/* SQLite reports the last of its open attempts (often ENOENT from a
+ * read-only retry); the directory tells the real cause far better. */
+static int reg_dir_error(const char *path, int err) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if ((size_t)snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >= sizeof dir)
+        return err;
+    if (!dir[0])
+        snprintf(dir, sizeof dir, "/");
+    if (access(dir, W_OK | X_OK) < 0)
+        return -errno;
+    return err;
+}
+
 static int reg_open(struct registry *r) {
     int rc, err;
 
@@ -362,7 +380,13 @@ static int reg_open(struct registry *r) {
     if (rc != SQLITE_OK) {
         err = reg_error(r->db, rc);
         reg_close(r);
-        return err;
+        return reg_dir_error(r->path, err);
+    }
+    /* SQLite quietly falls back to read-only when the file or file system
+     * is; then WHO could answer but nobody could register: refuse. */
+    if (sqlite3_db_readonly(r->db, "main") == 1) {
+        reg_close(r);
+        return -EROFS;
     }
     sqlite3_extended_result_codes(r->db, 1);
     sqlite3_busy_timeout(r->db, WHOCONN_BUSY_TIMEOUT_MS);
@@ -456,9 +480,12 @@ static int reg_register(struct registry *r) {
     if (r->registered)
         return 0;
     err = reg_write(r, ST_INSERT, r->pid, r->start, (long long)time(NULL));
-    if (err < 0)
+    if (err < 0) {
+        r->register_failed = true;
         return reg_fail(r, err, "register");
+    }
     r->registered = true;
+    r->register_failed = false;
     r->logged_err = 0;
     return 0;
 }
@@ -556,6 +583,13 @@ static int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
     sqlite3_stmt *st;
     int err, rc;
 
+    /* A process that could not register is missing from everyone's count:
+     * no answer is exact until the registry takes writes again. */
+    if (r->register_failed) {
+        err = reg_register(r);
+        if (err < 0)
+            return err;
+    }
     for (int pass = 0; pass < 2; pass++) {
         int64_t now = now_ms(CLOCK_BOOTTIME);
         err = reg_stmt(r, ST_COUNT, &st);
