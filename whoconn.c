@@ -296,17 +296,15 @@ static int reg_exec(struct registry *r, const char *sql) {
 
 /* Creates the schema in a new file, or refuses a file that is not ours.
  * Runs once per registry file, not per connection. */
+_Static_assert(WHOCONN_SQLITE_APP_ID == 2003332963, "reg_init() spells the id in decimal");
+
 static int reg_init(struct registry *r) {
     sqlite3_stmt *st = NULL;
     int err, rc;
 
-    /* journal_mode cannot change inside a transaction; WAL is persistent. */
-    err = reg_exec(r, "PRAGMA journal_mode=WAL");
-    if (err < 0)
-        return err;
-    err = reg_exec(r, "BEGIN IMMEDIATE");
-    if (err < 0)
-        return err;
+    /* Checked before anything is written: a file that is not ours is
+     * refused untouched.  A race with another initialising process is
+     * harmless, every step below is idempotent. */
     rc = sqlite3_prepare_v2(r->db,
                             "SELECT (SELECT application_id FROM pragma_application_id),"
                             " (SELECT count(*) FROM sqlite_schema)",
@@ -327,6 +325,13 @@ static int reg_init(struct registry *r) {
         err = -EMEDIUMTYPE;
         goto fail;
     }
+    /* journal_mode cannot change inside a transaction; WAL is persistent. */
+    err = reg_exec(r, "PRAGMA journal_mode=WAL");
+    if (err < 0)
+        return err;
+    err = reg_exec(r, "BEGIN IMMEDIATE");
+    if (err < 0)
+        return err;
     err = reg_exec(r, "CREATE TABLE IF NOT EXISTS conn("
                       " pid INTEGER PRIMARY KEY," /* the connection process */
                       " start INTEGER NOT NULL,"  /* its kernel start time */
@@ -340,7 +345,7 @@ static int reg_init(struct registry *r) {
                       "CREATE TABLE IF NOT EXISTS peer("
                       " id TEXT PRIMARY KEY, count INTEGER NOT NULL,"
                       " expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
-                      "PRAGMA application_id=" /* */ "2003331939;" /* 0x77686f63 */
+                      "PRAGMA application_id=2003332963;"
                       "PRAGMA user_version=1;"
                       "COMMIT");
     if (err < 0)
@@ -348,7 +353,8 @@ static int reg_init(struct registry *r) {
     return 0;
 fail:
     sqlite3_finalize(st);
-    reg_exec(r, "ROLLBACK");
+    if (!sqlite3_get_autocommit(r->db))
+        reg_exec(r, "ROLLBACK");
     return err;
 }
 
@@ -450,7 +456,13 @@ static int reg_run(struct registry *r, enum stmt_id id, long long a, long long b
  * write lock is taken up front, so the busy timeout applies and no
  * SQLITE_BUSY_SNAPSHOT can surface half-way. */
 static int reg_write(struct registry *r, enum stmt_id id, long long a, long long b, long long c) {
-    int err = reg_run(r, ST_BEGIN, 0, 0, 0);
+    sqlite3_stmt *st;
+    /* Prepared first: a new file gets its schema outside the transaction. */
+    int err = reg_stmt(r, id, &st);
+
+    if (err < 0)
+        return err;
+    err = reg_run(r, ST_BEGIN, 0, 0, 0);
 
     if (err < 0)
         return err;
@@ -467,7 +479,9 @@ static int reg_write(struct registry *r, enum stmt_id id, long long a, long long
  * file system, corrupt file) is gone. */
 static int reg_fail(struct registry *r, int err, const char *what) {
     if (err != r->logged_err) {
-        log_msg(LOG_ERR, "registry %s: %s: %s", what, r->path, reg_strerror(err));
+        /* SQLite's own message says which step failed; it has no peer text. */
+        log_msg(LOG_ERR, "registry %s: %s: %s (sqlite: %s)", what, r->path, reg_strerror(err),
+                r->db ? sqlite3_errmsg(r->db) : "cannot open");
         r->logged_err = err;
     }
     reg_close(r);
@@ -510,6 +524,13 @@ static int reg_sweep(struct registry *r) {
     int err, rc;
     int64_t now = now_ms(CLOCK_BOOTTIME);
 
+    /* Prepared first: a new file gets its schema outside the transaction. */
+    static const enum stmt_id used[] = {ST_COUNT, ST_SWEPT_SET, ST_SCAN, ST_DELETE};
+    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) {
+        err = reg_stmt(r, used[i], &st);
+        if (err < 0)
+            return err;
+    }
     err = reg_run(r, ST_BEGIN, 0, 0, 0);
     if (err < 0)
         return err;
