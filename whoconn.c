@@ -8,10 +8,12 @@
  * protocol is ever written to fd 1.
  *
  * Connected clients are counted in a SQLite registry (WAL mode) shared by
- * all connection processes: one row per live process, keyed by its PID and
- * its kernel start time, so a reused PID never makes a dead row look alive.
- * Rows of processes that died without cleaning up (SIGKILL, crash, OOM) are
- * swept by the next WHO that finds the last sweep more than 0.5 s old.
+ * all connection processes: one row per live process, keyed by its PID.
+ * While registered, a process holds an OFD lock on the byte at offset PID of
+ * a lock file beside the registry; the kernel drops it whenever the process
+ * ends, however it ends.  Rows whose lock is free (SIGKILL, crash, OOM, or a
+ * PID since reused by another program) are swept by the next WHO that finds
+ * the last sweep more than 0.5 s old.
  *
  * Limits and defaults are in whoconn.h; the protocol is in whoconn(8) and
  * README.md.
@@ -77,10 +79,10 @@ static const char *const stmt_sql[ST__MAX] = {
     [ST_COUNT] = "SELECT (SELECT count(*) FROM conn),"
                  " (SELECT value FROM meta WHERE key='swept'),"
                  " (SELECT total(count) FROM peer WHERE expires_ms > ?1)",
-    [ST_INSERT] = "INSERT OR REPLACE INTO conn(pid, start, since) VALUES(?1, ?2, ?3)",
-    [ST_DELETE] = "DELETE FROM conn WHERE pid=?1 AND start=?2",
+    [ST_INSERT] = "INSERT OR REPLACE INTO conn(pid, since) VALUES(?1, ?2)",
+    [ST_DELETE] = "DELETE FROM conn WHERE pid=?1",
     [ST_SWEPT_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES('swept', ?1)",
-    [ST_SCAN] = "SELECT pid, start FROM conn",
+    [ST_SCAN] = "SELECT pid FROM conn",
 };
 
 struct registry {
@@ -88,7 +90,7 @@ struct registry {
     sqlite3 *db;
     sqlite3_stmt *st[ST__MAX];
     long long pid;
-    long long start; /* our start time, in clock ticks since boot */
+    int lockfd[WHOCONN_LOCK_SHARDS]; /* -1: not open yet */
     bool registered;
     bool register_failed; /* then WHO retries it, and fails if it fails */
     int logged_err; /* last error logged, so a lasting fault logs once */
@@ -243,44 +245,58 @@ static const char *reg_strerror(int err) {
     }
 }
 
-/* The kernel's start time of a process, in clock ticks since boot, from
- * field 22 of /proc/PID/stat.  Returns -ESRCH for a process that is gone
- * or a zombie (killed but not yet reaped: it serves nobody). */
-static int proc_start_time(long long pid, long long *ret) {
-    char path[64], buf[512];
-    int fd, n;
+/* The lock file of a shard.  The kernel keeps one list of locks per file
+ * and walks it on every test, so locks are spread over
+ * WHOCONN_LOCK_SHARDS files to keep that walk short with 10,000 rows. */
+static int reg_lock_fd(struct registry *r, long long pid, bool create) {
+    unsigned shard = (unsigned)(pid % WHOCONN_LOCK_SHARDS);
+    char path[4096];
 
-    snprintf(path, sizeof path, "/proc/%lld/stat", pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->lockfd[shard] >= 0)
+        return r->lockfd[shard];
+    if ((size_t)snprintf(path, sizeof path, "%s-locks", r->path) >= sizeof path - 8)
+        return -ENAMETOOLONG;
+    if (create && mkdir(path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    snprintf(path + strlen(path), 8, "/%02u", shard);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
     if (fd < 0)
-        return errno == ENOENT ? -ESRCH : -errno;
-    n = (int)read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -ESRCH;
-    buf[n] = '\0';
-    /* comm may hold spaces and parentheses: fields restart after the last ')' */
-    char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ')
-        return -EINVAL;
-    p += 2;
-    if (*p == 'Z' || *p == 'X')
-        return -ESRCH;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p, ' ');
-        if (!p)
-            return -EINVAL;
-        p++;
-    }
-    errno = 0;
-    char *end;
-    long long v = strtoll(p, &end, 10);
-    if (errno || end == p)
-        return -EINVAL;
-    *ret = v;
+        return -errno;
+    r->lockfd[shard] = fd;
+    return fd;
+}
+
+/* Takes this process's liveness lock: a write lock on byte PID.  An OFD
+ * lock belongs to our open file only, and the kernel releases it when the
+ * process ends, including by SIGKILL or a crash. */
+static int reg_lock(struct registry *r) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = r->pid, .l_len = 1};
+    int fd = reg_lock_fd(r, r->pid, true);
+
+    if (fd < 0)
+        return fd;
+    if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
+        return -errno;
     return 0;
 }
 
+/* Whether the process that registered PID still runs: its lock is held.
+ * A PID reused by another program holds no lock, so it never looks alive. */
+static int reg_alive(struct registry *r, long long pid) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = pid, .l_len = 1};
+    int fd = reg_lock_fd(r, pid, false);
+
+    if (fd == -ENOENT)
+        return 0;
+    if (fd < 0)
+        return fd;
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return -errno;
+    return fl.l_type != F_UNLCK;
+}
+
+/* Closes the database; the lock files stay open while registered, since
+ * closing one would drop our liveness lock. */
 static void reg_close(struct registry *r) {
     for (int i = 0; i < ST__MAX; i++) {
         sqlite3_finalize(r->st[i]);
@@ -334,7 +350,6 @@ static int reg_init(struct registry *r) {
         return err;
     err = reg_exec(r, "CREATE TABLE IF NOT EXISTS conn("
                       " pid INTEGER PRIMARY KEY," /* the connection process */
-                      " start INTEGER NOT NULL,"  /* its kernel start time */
                       " since INTEGER NOT NULL)"  /* unix time it registered */
                       " WITHOUT ROWID;"
                       "CREATE TABLE IF NOT EXISTS meta("
@@ -493,7 +508,10 @@ static int reg_register(struct registry *r) {
 
     if (r->registered)
         return 0;
-    err = reg_write(r, ST_INSERT, r->pid, r->start, (long long)time(NULL));
+    /* Lock first: from the moment the row exists, a sweep must see us alive. */
+    err = reg_lock(r);
+    if (err == 0)
+        err = reg_write(r, ST_INSERT, r->pid, (long long)time(NULL), 0);
     if (err < 0) {
         r->register_failed = true;
         return reg_fail(r, err, "register");
@@ -507,7 +525,7 @@ static int reg_register(struct registry *r) {
 static void reg_unregister(struct registry *r) {
     if (!r->registered)
         return;
-    int err = reg_write(r, ST_DELETE, r->pid, r->start, 0);
+    int err = reg_write(r, ST_DELETE, r->pid, 0, 0);
     if (err < 0)
         reg_fail(r, err, "unregister"); /* the next sweep removes the row */
     r->registered = false;
@@ -519,7 +537,7 @@ static void reg_unregister(struct registry *r) {
  * microseconds whatever the number of rows. */
 static int reg_sweep(struct registry *r) {
     sqlite3_stmt *st;
-    long long (*dead)[2] = NULL;
+    long long *dead = NULL;
     size_t ndead = 0, cap = 0;
     int err, rc;
     int64_t now = now_ms(CLOCK_BOOTTIME);
@@ -560,11 +578,9 @@ static int reg_sweep(struct registry *r) {
     if (err < 0)
         return err;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        long long pid = sqlite3_column_int64(st, 0), start = sqlite3_column_int64(st, 1), cur;
-        if (pid == r->pid && start == r->start)
-            continue;
-        if (proc_start_time(pid, &cur) == 0 && cur == start)
-            continue;
+        long long pid = sqlite3_column_int64(st, 0);
+        if (pid == r->pid || reg_alive(r, pid) != 0)
+            continue; /* alive, or cannot tell: never drop a live count */
         if (ndead == cap) {
             size_t ncap = cap ? cap * 2 : 64;
             void *p = realloc(dead, ncap * sizeof *dead);
@@ -575,17 +591,19 @@ static int reg_sweep(struct registry *r) {
             dead = p;
             cap = ncap;
         }
-        dead[ndead][0] = pid;
-        dead[ndead][1] = start;
-        ndead++;
+        dead[ndead++] = pid;
     }
     if (rc != SQLITE_DONE && err == 0)
         err = reg_error(r->db, rc);
     sqlite3_reset(st);
     if (err == 0 && ndead > 0) {
+        /* Checked again under the write lock: a new process that got a dead
+         * PID takes the lock before it inserts, so a row whose lock is free
+         * now is dead now, and no insert can slip in before the commit. */
         err = reg_run(r, ST_BEGIN, 0, 0, 0);
         for (size_t i = 0; err == 0 && i < ndead; i++)
-            err = reg_run(r, ST_DELETE, dead[i][0], dead[i][1], 0);
+            if (reg_alive(r, dead[i]) == 0)
+                err = reg_run(r, ST_DELETE, dead[i], 0, 0);
         if (err == 0)
             err = reg_run(r, ST_COMMIT, 0, 0, 0);
         if (err < 0)
@@ -887,14 +905,17 @@ static void session_init(struct session *s, const struct config *cfg, int out_fd
     s->out_fd = out_fd;
     s->reg.path = cfg->db;
     s->reg.pid = getpid();
+    for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
+        s->reg.lockfd[i] = -1;
     memcpy(s->where, cfg->server_id, sizeof s->where);
-    if (proc_start_time(s->reg.pid, &s->reg.start) < 0)
-        s->reg.start = 0; /* no /proc: PID alone identifies the row */
 }
 
 static void session_free(struct session *s) {
     reg_unregister(&s->reg);
     reg_close(&s->reg);
+    for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
+        if (s->reg.lockfd[i] >= 0)
+            close(s->reg.lockfd[i]);
 }
 
 #ifndef WHOCONN_NO_MAIN

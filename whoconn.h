@@ -53,6 +53,11 @@
 #define WHOCONN_SWEEP_AFTER_MS 500
 #define WHOCONN_SWEEP_BEFORE_MS 1000
 
+/* Liveness locks are spread over this many files ("<registry>-locks/NN"):
+ * the kernel walks a file's whole lock list on each test, so with 10,000
+ * connections one file would make a sweep quadratic. */
+#define WHOCONN_LOCK_SHARDS 64
+
 /* How long a connection process waits for another one's write lock.  Writes
  * are single-row transactions of a few microseconds; 5 s absorbs a burst of
  * thousands of connections without a client ever seeing SQLITE_BUSY. */

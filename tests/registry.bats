@@ -82,6 +82,7 @@ teardown() {
 	DB="$BATS_TEST_TMPDIR/mnt/registry.db" start_server
 	run -0 client who
 	[ "$output" = 1 ]
+	wait_for_children 0 # nobody has the file open for writing
 	mount -o remount,ro "$BATS_TEST_TMPDIR/mnt"
 	run -0 client send 'WHY\nWHO\n'
 	[ "${lines[0]}" = "42" ]
@@ -107,7 +108,7 @@ teardown() {
 	other=$!
 	# as if a whoconn process with this PID had been SIGKILLed earlier:
 	# same PID, another start time
-	sqlite3 "$DB" "INSERT INTO conn VALUES($other, 1, 0); DELETE FROM meta;"
+	sqlite3 "$DB" "INSERT INTO conn VALUES($other, 0); DELETE FROM meta;"
 	run -0 client wait-who 1 --within 0
 	run -0 sqlite3 "$DB" "SELECT count(*) FROM conn WHERE pid=$other"
 	[ "$output" = 0 ]
@@ -117,23 +118,29 @@ teardown() {
 @test "an entry of a process that no longer exists is swept" {
 	start_server
 	run -0 client who
-	sqlite3 "$DB" "INSERT INTO conn VALUES(999999, 5, 0); DELETE FROM meta;"
+	sqlite3 "$DB" "INSERT INTO conn VALUES(999999, 0); DELETE FROM meta;"
 	run -0 client wait-who 1 --within 0
 }
 
-@test "a zombie connection process is not counted" {
-	start_server
-	run -0 client who
-	# a child that has exited but is never reaped by its parent
-	bash -c 'sleep 0.1 & exec sleep 5' &
+@test "a killed connection process its parent has not reaped yet (a zombie) is not counted" {
+	mkfifo "$BATS_TEST_TMPDIR/in"
+	exec 5<>"$BATS_TEST_TMPDIR/in" # keeps a writer, so the session never sees EOF
+	# the parent execs into sleep and never reaps its whoconn child
+	WHOCONN_DB="$BATS_TEST_TMPDIR/registry.db" bash -c \
+		"$WHOCONN <$BATS_TEST_TMPDIR/in >/dev/null 2>&1 & exec sleep 30" 5>&- &
 	parent=$!
-	sleep 0.4
-	zombie=$(pgrep -P "$parent")
-	[ "$(awk '{print $3}' "/proc/$zombie/stat")" = Z ]
-	start=$(awk '{print $22}' "/proc/$zombie/stat")
-	sqlite3 "$DB" "INSERT INTO conn VALUES($zombie, $start, 0); DELETE FROM meta;"
-	run -0 client wait-who 1 --within 0
+	sleep 0.6 # past the registration delay
+	run -0 stdio 'WHO\n'
+	[ "$output" = 2 ]
+	child=$(pgrep -P "$parent")
+	kill -KILL "$child"
+	sleep 0.2
+	[ "$(awk '{print $3}' "/proc/$child/stat")" = Z ]
+	sqlite3 "$BATS_TEST_TMPDIR/registry.db" 'DELETE FROM meta' # the next WHO sweeps
+	run -0 stdio 'WHO\n'
+	[ "$output" = 1 ]
 	kill "$parent"
+	exec 5>&-
 }
 
 @test "peer counts mirrored by the cluster agent add to WHO until they expire" {
