@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -93,26 +94,14 @@ struct registry {
     int lockfd[WHOCONN_LOCK_SHARDS]; /* -1: not open yet */
     bool registered;
     bool register_failed; /* then WHO retries it, and fails if it fails */
-    int logged_err; /* last error logged, so a lasting fault logs once */
-};
-
-enum end_reason {
-    END_NONE,
-    END_CLOSED,
-    END_QUIT,
-    END_IDLE,
-    END_WRITE_TIMEOUT,
-    END_LINE_TOO_LONG,
-    END_BAD_BYTE,
-    END_RESET,
-    END_SIGNAL,
-    END_NOMEM,
+    int logged_err;
+    unsigned long failures; /* failed operations, for whoconn_registry_errors_total */ /* last error logged, so a lasting fault logs once */
 };
 
 static const struct {
     const char *name;
     int status;
-} end_info[] = {
+} end_info[END__MAX] = {
     [END_NONE] = {"none", WHOCONN_EXIT_OK},
     [END_CLOSED] = {"client-closed", WHOCONN_EXIT_OK},
     [END_QUIT] = {"quit", WHOCONN_EXIT_OK},
@@ -136,8 +125,10 @@ struct session {
     size_t out_len;
     unsigned long commands;
     unsigned long errors;
+    unsigned long by_cmd[CMD__MAX];
+    unsigned long by_err[ERRK__MAX];
     unsigned long lines; /* complete lines, blank included */
-    enum end_reason end;
+    enum whoconn_end end;
     bool sweep_pending;
     char where[UUID_STR_LEN];
 };
@@ -145,6 +136,13 @@ struct session {
 static volatile sig_atomic_t got_signal;
 
 /* ---- time and logging ------------------------------------------------ */
+
+static int64_t now_us(clockid_t clk) {
+    struct timespec ts;
+
+    clock_gettime(clk, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static int64_t now_ms(clockid_t clk) {
     struct timespec ts;
@@ -254,7 +252,7 @@ static int reg_lock_fd(struct registry *r, long long pid, bool create) {
 
     if (r->lockfd[shard] >= 0)
         return r->lockfd[shard];
-    if ((size_t)snprintf(path, sizeof path, "%s-locks", r->path) >= sizeof path - 8)
+    if ((size_t)snprintf(path, sizeof path, "%s" WHOCONN_LOCKS_SUFFIX, r->path) >= sizeof path - 8)
         return -ENAMETOOLONG;
     if (create && mkdir(path, 0700) < 0 && errno != EEXIST)
         return -errno;
@@ -283,16 +281,14 @@ static int reg_lock(struct registry *r) {
 /* Whether the process that registered PID still runs: its lock is held.
  * A PID reused by another program holds no lock, so it never looks alive. */
 static int reg_alive(struct registry *r, long long pid) {
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = pid, .l_len = 1};
     int fd = reg_lock_fd(r, pid, false);
 
     if (fd == -ENOENT)
         return 0;
     if (fd < 0)
         return fd;
-    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
-        return -errno;
-    return fl.l_type != F_UNLCK;
+    int alive = whoconn_lock_held(fd, pid);
+    return alive < 0 ? -errno : alive;
 }
 
 /* Closes the database; the lock files stay open while registered, since
@@ -493,6 +489,7 @@ static int reg_write(struct registry *r, enum stmt_id id, long long a, long long
  * is how the service recovers once a fault (missing directory, read-only
  * file system, corrupt file) is gone. */
 static int reg_fail(struct registry *r, int err, const char *what) {
+    r->failures++;
     if (err != r->logged_err) {
         /* SQLite's own message says which step failed; it has no peer text. */
         log_msg(LOG_ERR, "registry %s: %s: %s (sqlite: %s)", what, r->path, reg_strerror(err),
@@ -697,13 +694,20 @@ static command_fn cmd_who, cmd_where, cmd_why, cmd_help, cmd_quit;
 static const struct command {
     const char *name;
     command_fn *run;
+    enum whoconn_cmd metric;
 } commands[] = {
-    {"WHO", cmd_who},
-    {"WHERE", cmd_where},
-    {"WHY", cmd_why},
-    {"HELP", cmd_help},
-    {"QUIT", cmd_quit},
+    {"WHO", cmd_who, CMD_WHO},
+    {"WHERE", cmd_where, CMD_WHERE},
+    {"WHY", cmd_why, CMD_WHY},
+    {"HELP", cmd_help, CMD_HELP},
+    {"QUIT", cmd_quit, CMD_QUIT},
 };
+
+/* Counts an ERR reply, for the log line and the metrics. */
+static void session_error(struct session *s, enum whoconn_err kind) {
+    s->errors++;
+    s->by_err[kind]++;
+}
 
 static void cmd_who(struct session *s, char *reply, size_t size) {
     long long n = 0;
@@ -711,7 +715,7 @@ static void cmd_who(struct session *s, char *reply, size_t size) {
     int err = reg_count(&s->reg, &n, &later);
 
     if (err < 0) {
-        s->errors++;
+        session_error(s, ERRK_REGISTRY);
         snprintf(reply, size, "ERR registry unavailable: %s", reg_strerror(err));
         return;
     }
@@ -724,7 +728,7 @@ static void cmd_where(struct session *s, char *reply, size_t size) {
         int err = server_id_derive(s->where);
         if (err < 0) {
             s->where[0] = '\0';
-            s->errors++;
+            session_error(s, ERRK_SERVER_ID);
             log_msg(LOG_ERR, "cannot derive server id from the machine id: %s",
                     strerror(-err));
             snprintf(reply, size, "ERR server id unavailable");
@@ -816,11 +820,12 @@ static int session_line(struct session *s, char *line, size_t len) {
             cmd = &commands[i];
             break;
         }
+    s->by_cmd[cmd ? cmd->metric : CMD_UNKNOWN]++;
     if (!cmd) {
-        s->errors++;
+        session_error(s, ERRK_UNKNOWN_COMMAND);
         snprintf(reply, sizeof reply, "ERR unknown command");
     } else if (word < len) {
-        s->errors++;
+        session_error(s, ERRK_ARGUMENTS);
         snprintf(reply, sizeof reply, "ERR %s takes no arguments", cmd->name);
     } else
         cmd->run(s, reply, sizeof reply);
@@ -832,11 +837,11 @@ static bool byte_allowed(unsigned char c) {
 }
 
 /* Ends the session on a protocol violation: one ERR line, then close. */
-static int session_violation(struct session *s, enum end_reason why, const char *reply,
+static int session_violation(struct session *s, enum whoconn_end why, const char *reply,
                              const char *text, size_t len) {
     char clean[WHOCONN_LOG_PEER_TEXT * 4 + 8];
 
-    s->errors++;
+    session_error(s, why == END_BAD_BYTE ? ERRK_INVALID_BYTE : ERRK_LINE_TOO_LONG);
     s->end = why;
     sanitize(clean, sizeof clean, text, len);
     log_msg(LOG_WARNING, "closing: %s after \"%s\"", end_info[why].name, clean);
@@ -916,6 +921,63 @@ static void session_free(struct session *s) {
     for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
         if (s->reg.lockfd[i] >= 0)
             close(s->reg.lockfd[i]);
+}
+
+/* ---- metrics --------------------------------------------------------- */
+
+/* Maps the shared counters file beside the registry, creating it on first
+ * use.  Returns NULL when it cannot: metrics are best effort and never
+ * keep a client from being served. */
+static struct whoconn_metrics *metrics_map(const char *db) {
+    char path[4096];
+    struct stat st;
+    struct whoconn_metrics *m;
+
+    if ((size_t)snprintf(path, sizeof path, "%s" WHOCONN_METRICS_SUFFIX, db) >= sizeof path)
+        return NULL;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return NULL;
+    /* Growing only: every process asks for the same size, and a newer
+     * binary's larger file stays as it is. */
+    if (fstat(fd, &st) < 0 || (st.st_size < (off_t)sizeof *m && ftruncate(fd, sizeof *m) < 0)) {
+        close(fd);
+        return NULL;
+    }
+    m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return NULL;
+    uint64_t zero = 0;
+    if (!__atomic_compare_exchange_n(&m->magic, &zero, WHOCONN_METRICS_MAGIC, false,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED) &&
+        zero != WHOCONN_METRICS_MAGIC) {
+        munmap(m, sizeof *m);
+        return NULL; /* not our format: leave it alone */
+    }
+    return m;
+}
+
+static void metrics_add(uint64_t *counter, uint64_t n) {
+    if (n)
+        __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+/* Adds a finished session to the shared counters. */
+static void metrics_session(struct whoconn_metrics *m, const struct session *s, int64_t duration_us) {
+    static const int64_t bounds_ms[WHOCONN_DURATION_BUCKETS] = WHOCONN_DURATION_BOUNDS_MS;
+    int b = 0;
+
+    for (int i = 0; i < CMD__MAX; i++)
+        metrics_add(&m->commands[i], s->by_cmd[i]);
+    for (int i = 0; i < ERRK__MAX; i++)
+        metrics_add(&m->errors[i], s->by_err[i]);
+    metrics_add(&m->ends[s->end], 1);
+    metrics_add(&m->registry_errors, s->reg.failures);
+    while (b < WHOCONN_DURATION_BUCKETS && duration_us > bounds_ms[b] * 1000)
+        b++;
+    metrics_add(&m->duration_bucket[b], 1);
+    metrics_add(&m->duration_sum_us, (uint64_t)(duration_us > 0 ? duration_us : 0));
 }
 
 #ifndef WHOCONN_NO_MAIN
@@ -1187,14 +1249,20 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
-    int64_t t0 = now_ms(CLOCK_MONOTONIC);
+    int64_t t0 = now_us(CLOCK_MONOTONIC);
     peer_name(peer, sizeof peer); /* now: a reset peer has no name later */
+    struct whoconn_metrics *m = metrics_map(cfg.db);
+    if (m)
+        metrics_add(&m->accepted, 1);
     session_init(&s, &cfg, STDOUT_FILENO);
     session_run(&s);
     session_free(&s);
+    int64_t duration_us = now_us(CLOCK_MONOTONIC) - t0;
+    if (m)
+        metrics_session(m, &s, duration_us);
 
     log_msg(LOG_INFO, "peer=%s duration_ms=%" PRId64 " commands=%lu errors=%lu end=%s", peer,
-            now_ms(CLOCK_MONOTONIC) - t0, s.commands, s.errors, end_info[s.end].name);
+            duration_us / 1000, s.commands, s.errors, end_info[s.end].name);
     return end_info[s.end].status;
 }
 
