@@ -79,7 +79,9 @@ static const char *const stmt_sql[ST__MAX] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_COUNT] = "SELECT (SELECT count(*) FROM conn),"
+    /* Our own row is left out and we add one: exact whether or not we have
+     * registered yet, even beside a dead row that still holds our PID. */
+    [ST_COUNT] = "SELECT (SELECT count(*) FROM conn WHERE pid <> ?2),"
                  " (SELECT value FROM meta WHERE key='swept'),"
                  " (SELECT total(count) FROM peer WHERE expires_ms > ?1)",
     [ST_INSERT] = "INSERT OR REPLACE INTO conn(pid, since) VALUES(?1, ?2)",
@@ -581,6 +583,7 @@ static int reg_sweep(struct registry *r) {
     if (err < 0)
         goto rollback;
     sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, r->pid);
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         err = reg_error(r->db, rc);
@@ -660,6 +663,7 @@ static int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
         if (err < 0)
             return reg_fail(r, err, "count");
         sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_int64(st, 2, r->pid);
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) {
             err = reg_error(r->db, rc);
@@ -679,7 +683,7 @@ static int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
             continue; /* count again, now exact */
         }
         *sweep_later = age >= WHOCONN_SWEEP_AFTER_MS;
-        *ret = n + (r->registered ? 0 : 1);
+        *ret = n + 1;
         r->logged_err = 0;
         return 0;
     }
