@@ -224,8 +224,9 @@ static void sanitize(char *dst, size_t dstsize, const char *src, size_t len) {
 /* Restricts file-system writes to the registry's directory and forbids
  * execve().  The directory is the one holding db; when it does not exist
  * (yet), its nearest existing parent, so that counting still recovers once
- * an operator recreates it.  Returns 0 too when the kernel has no Landlock:
- * unix permissions of the service user are then the only fence. */
+ * an operator recreates it.  Returns 0 too when Landlock is unavailable
+ * (a kernel without it, or a container manager's filter that denies its
+ * system calls with EPERM): unix permissions are then the only fence. */
 static int confine_landlock(const char *db) {
     struct landlock_ruleset_attr attr = {.handled_access_fs = LL_HANDLED};
     struct landlock_path_beneath_attr rule = {.allowed_access = LL_REGISTRY};
@@ -234,7 +235,7 @@ static int confine_landlock(const char *db) {
 
     abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
     if (abi < 0)
-        return errno == ENOSYS || errno == EOPNOTSUPP ? 0 : -errno;
+        return errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM ? 0 : -errno;
     if (abi >= 2)
         attr.handled_access_fs |= LANDLOCK_ACCESS_FS_REFER; /* no links out */
     if (abi >= 3) {
