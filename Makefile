@@ -58,10 +58,12 @@ install: whoconn units/whoconn@.service units/whoconn.socket
 	install -D -m 0644 units/whoconn.socket $(DESTDIR)$(UNITDIR)/whoconn.socket
 	install -D -m 0644 units/whoconn@.service $(DESTDIR)$(UNITDIR)/whoconn@.service
 	install -D -m 0644 units/whoconn.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
+	install -D -m 0644 man/whoconn.8 $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/whoconn $(DESTDIR)$(UNITDIR)/whoconn.socket \
-	      $(DESTDIR)$(UNITDIR)/whoconn@.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
+	      $(DESTDIR)$(UNITDIR)/whoconn@.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf \
+	      $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 clean:
 	rm -f whoconn units/whoconn@.service units/whoconn.socket
