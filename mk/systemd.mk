@@ -25,3 +25,23 @@ clean: clean-systemd
 clean-systemd:
 	rm -f tools/gen-seccomp whoconn-seccomp.h tests/confine-probe
 .PHONY: clean-systemd
+
+# `make deb` builds the Debian package from a copy of this tree, so that
+# dpkg-buildpackage writes nothing outside DEB_DIR; `make check-deb` also
+# runs lintian on it (tests/systemd.bats installs and runs it).
+DEB_DIR ?= $(CURDIR)/build/deb
+DEPS_DEB = dpkg-dev debhelper fakeroot lintian
+DEB_SRC = $(DEB_DIR)/whoconn-$(VERSION)
+
+deb:
+	@scripts/ensure-deps $(DEPS_DEB) $(DEPS_BUILD)
+	mkdir -p $(DEB_DIR) && find $(DEB_DIR) -mindepth 1 -delete && mkdir -p $(DEB_SRC)
+	tar -C $(CURDIR) -cf - --exclude=./build --exclude=./.git --exclude=./run . | tar -C $(DEB_SRC) -xf -
+	$(MAKE) -C $(DEB_SRC) --no-print-directory clean >/dev/null
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || { tail -30 ../build.log; exit 1; }
+	@ls $(DEB_DIR)/*.deb
+
+check-deb: deb
+	lintian --fail-on error,warning --info $(DEB_DIR)/*.changes
+
+.PHONY: deb check-deb

@@ -31,9 +31,11 @@ setup_file() {
 	# dpkg inside works on a copy of the host's database, so that `make
 	# install` can check its dependencies and `dpkg -i` leaves the host alone.
 	cp -a /var/lib/dpkg "$BATS_FILE_TMPDIR/dpkg"
+	mkdir -p "$BATS_FILE_TMPDIR/deb" # filled by `make deb` in a test below
 	systemd-nspawn -q --register=no --keep-unit --directory=/ --volatile=yes \
 		--overlay=/usr::/usr --bind-ro="$TOP:/src" \
 		--bind="$BATS_FILE_TMPDIR/dpkg:/var/lib/dpkg" \
+		--bind-ro="$BATS_FILE_TMPDIR/deb:/deb" \
 		--system-call-filter='landlock_create_ruleset landlock_add_rule landlock_restrict_self' \
 		--boot -- systemd.firstboot=off \
 		</dev/null >"$BATS_FILE_TMPDIR/nspawn.log" 2>&1 3>&- &
@@ -368,4 +370,67 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[ "${lines[0]}" = "confine-probe: this line goes to stderr" ]
 	run -0 client send 'WHY\n'
 	[ "${lines[0]}" = "42" ]
+}
+
+@test "the make-installed units pass systemd-analyze verify, man page included" {
+	# the container's /etc is empty, so man-db has no manpath.config
+	run -0 inside env MANPATH=/usr/local/share/man:/usr/share/man systemd-analyze verify \
+		/usr/local/lib/systemd/system/whoconn.socket /usr/local/lib/systemd/system/whoconn@.service
+	[ "$output" = "" ]
+	run -0 inside env MANPATH=/usr/local/share/man man -w whoconn
+	[ "$output" = "/usr/local/share/man/man8/whoconn.8" ]
+}
+
+# The Debian package, last: it replaces the make-installed copy.
+
+@test "make deb builds a .deb that lintian accepts without errors or warnings" {
+	command -v dpkg-buildpackage >/dev/null || skip "needs dpkg-dev"
+	run -0 make -C "$TOP" -s deb DEB_DIR="$BATS_FILE_TMPDIR/deb"
+	run -0 --separate-stderr lintian --fail-on error,warning "$BATS_FILE_TMPDIR"/deb/*.changes
+	echo "$output"
+	[ "$output" = "" ]
+}
+
+@test "installing the .deb creates the user, enables and starts whoconn.socket, and it serves" {
+	deb=$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb) || skip "no .deb (the test above failed)"
+	inside_sh 'systemctl stop whoconn.socket; make -C /src -s uninstall; systemctl daemon-reload'
+	# as verified for the issue: the host's users, so that dpkg finds them
+	inside sh -c 'cat >/etc/passwd' </etc/passwd
+	inside sh -c 'cat >/etc/group' </etc/group
+	run -0 inside dpkg -i "/deb/${deb##*/}"
+	run -0 inside systemctl is-enabled whoconn.socket
+	[ "$output" = "enabled" ]
+	run -0 inside systemctl is-active whoconn.socket
+	[ "$output" = "active" ]
+	run -0 inside systemctl show -p FragmentPath --value whoconn.socket
+	[ "$output" = "/lib/systemd/system/whoconn.socket" ]
+	wait_listening # on the test port: the drop-in in /etc still applies
+	hold 2
+	wait_nconnections 2
+	run -0 client wait-who 3
+	for pid in $(instance_pids); do
+		run -0 inside ps -o user=,args= -p "$pid"
+		[ "$output" = "whoconn  /usr/bin/whoconn" ]
+	done
+	# the host's own dpkg database is untouched
+	run dpkg-query -W -f='${db:Status-Status}' whoconn
+	[ "$output" != "installed" ]
+}
+
+@test "apt-get remove stops the socket and purge leaves nothing behind" {
+	inside dpkg-query -W whoconn >/dev/null 2>&1 || skip "the .deb is not installed (the test above failed)"
+	run -0 inside apt-get remove -y -qq whoconn
+	run inside systemctl is-active whoconn.socket
+	[ "$output" = "inactive" ]
+	run ! nc -z 127.0.0.1 "$PORT"
+	run -0 inside apt-get purge -y -qq whoconn
+	run inside dpkg-query -W -f='${db:Status-Status}' whoconn
+	[ "$output" = "" ] || [ "$output" = "not-installed" ]
+	run inside systemctl list-unit-files --no-legend 'whoconn*'
+	[ "$output" = "" ]
+	run -0 inside_sh 'ls -d /usr/bin/whoconn /lib/systemd/system/whoconn* \
+		/usr/lib/sysusers.d/whoconn.conf /usr/share/man/man8/whoconn.8.gz \
+		/etc/systemd/system/*/whoconn* /var/lib/systemd/deb-systemd-helper-enabled/*whoconn* \
+		/var/lib/systemd/deb-systemd-helper-enabled/*/whoconn* /run/whoconn 2>/dev/null || true'
+	[ "$output" = "" ]
 }
