@@ -455,6 +455,28 @@ static void view_apply(struct agent *a, json_t *kv, bool deleted) {
     a->view_dirty = true;
 }
 
+/* Proves that the member we talk to is part of a quorum right now: a
+ * linearizable read goes through the leader's ReadIndex, which needs
+ * heartbeats acknowledged by a majority.  A keepalive is no such proof: a
+ * leader that lost its followers goes on renewing leases until its
+ * check-quorum steps it down, one to two election timeouts later. */
+static int quorum_probe(struct agent *a) {
+    char key[SYNC_KEY_MAX], end[SYNC_KEY_MAX], k64[SYNC_KEY_MAX], e64[SYNC_KEY_MAX];
+    json_t *resp = NULL;
+
+    snprintf(key, sizeof key, "%s", SYNC_PREFIX);
+    prefix_end(end, sizeof end);
+    b64_encode(key, strlen(key), k64, sizeof k64);
+    b64_encode(end, strlen(end), e64, sizeof e64);
+    int err = etcd_call(a, "/v3/kv/range",
+                        json_pack("{s:s, s:s, s:b}", "key", k64, "range_end", e64, "count_only", 1),
+                        &resp);
+    if (err == 0 && !json_object_get(resp, "header"))
+        err = -EBADMSG;
+    json_decref(resp);
+    return err;
+}
+
 /* Reads every server's count (a linearizable read: its success also
  * proves a quorum) and the revision to watch from. */
 static int view_load(struct agent *a) {
@@ -715,11 +737,18 @@ static void step_lease(struct agent *a, int64_t now) {
         }
         etcd_outcome(a, err, "lease keepalive");
     }
+    if (err == 0) {
+        /* the proof counts from before the request was sent */
+        int64_t sent = now_ms(CLOCK_BOOTTIME);
+        err = quorum_probe(a);
+        etcd_outcome(a, err, "quorum read");
+        if (err == 0)
+            a->last_ok = sent;
+    }
     if (err < 0) {
         a->lease_at = now + SYNC_RETRY_MS;
         return;
     }
-    a->last_ok = now_ms(CLOCK_BOOTTIME);
     /* three keepalives per TTL: one lost request never costs the lease */
     a->lease_at = now + (int64_t)a->ttl * 1000 / 3;
 }
@@ -738,10 +767,11 @@ static void step_publish(struct agent *a, int64_t now) {
 static void step_watch(struct agent *a, int64_t now) {
     if (a->watch || now < a->watch_at)
         return;
+    int64_t sent = now_ms(CLOCK_BOOTTIME);
     int err = view_load(a);
     etcd_outcome(a, err, "range");
     if (err == 0) {
-        a->last_ok = now_ms(CLOCK_BOOTTIME);
+        a->last_ok = sent;
         err = watch_start(a);
     }
     if (err < 0)

@@ -50,3 +50,9 @@ clean-cluster:
 
 .PHONY: deps-cluster-build deps-cluster-check check-cluster \
         install-cluster uninstall-cluster clean-cluster
+
+# Convergence and failover times over several runs (bench/cluster-RESULTS.md).
+bench-cluster: whoconn whoconn-sync deps-cluster-check
+	bench/cluster.sh $(CLUSTER_RUNS)
+CLUSTER_RUNS ?= 5
+.PHONY: bench-cluster

@@ -17,6 +17,12 @@ teardown() {
 		if [ -n "${BATS_TEST_COMPLETED:-}" ]; then :; else
 			for n in 1 2 3; do
 				echo "--- host $n sync.log"; tail -20 "$(dir "$n")/sync.log" 2>/dev/null
+				echo "--- host $n registry: peer rows, local rows, now"
+				sqlite3 "$(dir "$n")/registry.db" 'SELECT * FROM peer; SELECT count(*) FROM conn' 2>&1
+				cut -d' ' -f1 /proc/uptime
+				echo "--- etcd as seen from host $n"
+				in_ns "$n" etcdctl --endpoints http://127.0.0.1:2379 --command-timeout=1s \
+					get --prefix /whoconn/ 2>&1 | tail -6
 			done >&3 2>/dev/null || true
 		fi
 		net_down

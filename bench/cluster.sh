@@ -1,0 +1,44 @@
+#!/bin/sh
+# bench/cluster.sh [RUNS] - runs the timed scenarios of tests/cluster.bats
+# RUNS times (default 5) and prints min / median / max of each measured
+# time, in seconds, as a Markdown table.  Needs root (network namespaces).
+# Times are measured by the test client polling WHO every 20 ms, so they
+# carry up to ~25 ms of polling granularity.  `make bench-cluster`.
+set -eu
+runs=${1:-5}
+top=$(cd "$(dirname "$0")/.." && pwd)
+times=$(mktemp)
+trap 'rm -f "$times"' EXIT
+i=0
+failed=0
+while [ "$i" -lt "$runs" ]; do
+	# a failed scenario is reported, and its times are not recorded
+	WHOCONN_CLUSTER_TIMES=$times bats --print-output-on-failure -f 'spread|killed|partitioned|restored' \
+		"$top/tests/cluster.bats" >&2 || failed=$((failed + 1))
+	i=$((i + 1))
+done
+echo "runs with a failed scenario: $failed of $runs"
+echo
+python3 - "$times" "$runs" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, t = line.split()
+    rows.setdefault(name, []).append(float(t))
+what = {
+    "convergence": "new clients counted by every server (from the last client connected)",
+    "failover-follower": "killed server (etcd follower) dropped by the others",
+    "failover-leader": "killed server (etcd leader) dropped by the others",
+    "partition-majority": "isolated server dropped by the majority (from the cut)",
+    "partition-isolated-stale": "isolated server counts only its own clients (from the first ask after the cut)",
+    "partition-heal": "exact total on every server after healing",
+    "restore": "exact total on every server after quorum and a dead host are restored",
+}
+print("| scenario | samples | min s | median s | max s |")
+print("|---|---|---|---|---|")
+for name in what:
+    v = rows.get(name)
+    if v:
+        print("| %s: %s | %d | %.3f | %.3f | %.3f |" % (name, what[name], len(v), min(v), statistics.median(v), max(v)))
+print("\n%s runs, lease TTL 2 s, staleness bound 3 s, etcd 3.4 election timeout 1 s." % sys.argv[2])
+PY
