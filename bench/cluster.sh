@@ -2,8 +2,9 @@
 # bench/cluster.sh [RUNS] - runs the timed scenarios of tests/cluster.bats
 # RUNS times (default 5) and prints min / median / max of each measured
 # time, in seconds, as a Markdown table.  Needs root (network namespaces).
-# Times are measured by the test client polling WHO every 20 ms, so they
-# carry up to ~25 ms of polling granularity.  `make bench-cluster`.
+# Each time runs from just before the event to the first right WHO answer
+# of a client polling every 20 ms; it includes starting that client
+# (ip netns exec + python, tens of ms), so it is an upper bound.  `make bench-cluster`.
 set -eu
 runs=${1:-5}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,13 +27,13 @@ for line in open(sys.argv[1]):
     name, t = line.split()
     rows.setdefault(name, []).append(float(t))
 what = {
-    "convergence": "new clients counted by every server (from the last client connected)",
-    "failover-follower": "killed server (etcd follower) dropped by the others",
-    "failover-leader": "killed server (etcd leader) dropped by the others",
-    "partition-majority": "isolated server dropped by the majority (from the cut)",
-    "partition-isolated-stale": "isolated server counts only its own clients (from the first ask after the cut)",
-    "partition-heal": "exact total on every server after healing",
-    "restore": "exact total on every server after quorum and a dead host are restored",
+    "convergence": "new clients counted by every server (from the last clients' connect)",
+    "failover-follower": "killed host (etcd follower) dropped by the others (from the kill)",
+    "failover-leader": "killed host (etcd leader) dropped by the others (from the kill)",
+    "partition-majority": "isolated host dropped by the majority (from the cut)",
+    "partition-isolated-alone": "isolated host counts only its own clients (from the cut)",
+    "partition-heal": "exact total on every host (from the heal)",
+    "restore": "exact total on every host after quorum loss and a dead host (from the first restart)",
 }
 print("| scenario | samples | min s | median s | max s |")
 print("|---|---|---|---|---|")

@@ -185,7 +185,21 @@ wait_who() {
 	in_ns "$1" python3 "$CLIENT" --port $WC_PORT wait-who "$2" --within "$3"
 }
 
-# record NAME SECONDS - keeps a measured time for bench/cluster-RESULTS.md.
-record() {
-	echo "$1 $2" >>"${WHOCONN_CLUSTER_TIMES:-/dev/null}"
+# timed_wait NAME T0 N EXPECTED SECONDS - wait_who, then records for
+# bench/cluster-RESULTS.md the time from T0 ($EPOCHREALTIME taken right
+# before the event) to the first right answer.  It includes starting the
+# client (ip netns exec, python: tens of ms): an upper bound.
+timed_wait() {
+	local name="$1" t0="$2"
+	shift 2
+	wait_who "$@" || return 1
+	awk -v a="$t0" -v b="$EPOCHREALTIME" -v n="$name" \
+		'BEGIN { printf "%s %.3f\n", n, b - a }' >>"${WHOCONN_CLUSTER_TIMES:-/dev/null}"
+}
+
+# waits PID... - waits for each background job; fails if any failed.
+waits() {
+	local p rc=0
+	for p in "$@"; do wait "$p" || rc=1; done
+	return $rc
 }

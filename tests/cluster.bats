@@ -139,15 +139,17 @@ print(" ".join(sorted(x for x in seen if x in ("READY=1", "WATCHDOG=1"))))' "$so
 	up
 	cl_hold 1 2
 	cl_hold 2 3
+	local t0=$EPOCHREALTIME pids=() n
 	cl_hold 3 4
-	# 9 held clients, plus the asker itself
-	local pids=() p
-	for n in 1 2 3; do wait_who "$n" 10 1.0 >"$BATS_TEST_TMPDIR/conv.$n" & pids+=($!); done
-	for p in "${pids[@]}"; do wait "$p" || { cat "$BATS_TEST_TMPDIR"/conv.*; false; }; done
+	# 9 held clients, plus the asker itself; from the last clients' connect
+	for n in 1 2 3; do
+		timed_wait convergence "$t0" "$n" 10 1.0 >"$BATS_TEST_TMPDIR/conv.$n" &
+		pids+=($!)
+	done
+	waits "${pids[@]}" || { cat "$BATS_TEST_TMPDIR"/conv.*; false; }
 	for n in 1 2 3; do
 		run cat "$BATS_TEST_TMPDIR/conv.$n"
-		[[ "${lines[0]}" =~ ^10\ after\ ([0-9.]+)s$ ]]
-		record convergence "${BASH_REMATCH[1]}"
+		[[ "${lines[0]}" =~ ^10\ after\ [0-9.]+s$ ]]
 	done
 }
 
@@ -172,18 +174,16 @@ kill_and_check() {
 	cl_hold 3 4
 	for n in 1 2 3; do run -0 wait_who "$n" 10 2.0; done
 	for n in 1 2 3; do [ "$n" = "$v" ] || others+=("$n"); done
-	local held=$((9 - (v == 1 ? 2 : v == 2 ? 3 : 4)))
+	local held=$((9 - (v == 1 ? 2 : v == 2 ? 3 : 4))) pids=() t0=$EPOCHREALTIME
 	server_kill "$v"
-	local pids=() p
 	for n in "${others[@]}"; do
-		wait_who "$n" $((held + 1)) "$bound" >"$BATS_TEST_TMPDIR/fail.$n" &
+		timed_wait "$name" "$t0" "$n" $((held + 1)) "$bound" >"$BATS_TEST_TMPDIR/fail.$n" &
 		pids+=($!)
 	done
-	for p in "${pids[@]}"; do wait "$p" || { cat "$BATS_TEST_TMPDIR"/fail.*; false; }; done
+	waits "${pids[@]}" || { cat "$BATS_TEST_TMPDIR"/fail.*; false; }
 	for n in "${others[@]}"; do
 		run cat "$BATS_TEST_TMPDIR/fail.$n"
-		[[ "${lines[0]}" =~ ^$((held + 1))\ after\ ([0-9.]+)s$ ]]
-		record "$name" "${BASH_REMATCH[1]}"
+		[[ "${lines[0]}" =~ ^$((held + 1))\ after\ [0-9.]+s$ ]]
 		# and it keeps serving every command
 		run -0 ask "$n"
 		run -0 check_reply "$n" "$output"
@@ -219,31 +219,34 @@ kill_and_check() {
 	cl_hold 2 3
 	cl_hold 3 4
 	for n in 1 2 3; do run -0 wait_who "$n" 10 2.0; done
-	local mine=$(( v == 2 ? 3 : 4 ))
+	local mine=$(( v == 2 ? 3 : 4 )) pids=() t0=$EPOCHREALTIME
 	partition "$v"
 	# the isolated server answers everything at once, from what it knows
 	run -0 ask "$v"
 	run -0 check_reply "$v" "$output"
 	[ "${lines[0]}" = 10 ]
-	# the majority drops the isolated server's clients after its lease TTL
+	# the majority drops the isolated server's clients after its lease TTL;
+	# the isolated one counts only its own once its staleness bound is over
 	for n in 1 2 3; do
-		[ "$n" = "$v" ] && continue
-		run -0 wait_who "$n" $((10 - mine)) $((CL_TTL + 1))
-		record partition-majority "$(echo "${lines[0]}" | sed 's/.* after \(.*\)s/\1/')"
+		if [ "$n" = "$v" ]; then
+			timed_wait partition-isolated-alone "$t0" "$n" $((mine + 1)) $((CL_STALENESS + 1))
+		else
+			timed_wait partition-majority "$t0" "$n" $((10 - mine)) $((CL_TTL + 1))
+		fi >"$BATS_TEST_TMPDIR/part.$n" &
+		pids+=($!)
 	done
-	# the isolated one counts only its own clients once the bound is over
-	run -0 wait_who "$v" $((mine + 1)) $((CL_STALENESS + 1))
-	record partition-isolated-stale "$(echo "${lines[0]}" | sed 's/.* after \(.*\)s/\1/')"
+	waits "${pids[@]}" || { cat "$BATS_TEST_TMPDIR"/part.*; false; }
 	for n in 1 2 3; do
 		run -0 ask "$n"
 		run -0 check_reply "$n" "$output"
+		if [ "$n" = "$v" ]; then [ "${lines[0]}" = $((mine + 1)) ]; else [ "${lines[0]}" = $((10 - mine)) ]; fi
 	done
 	# healed: all converge to the exact total again
+	pids=()
+	t0=$EPOCHREALTIME
 	heal "$v"
-	for n in 1 2 3; do
-		run -0 wait_who "$n" 10 5.0
-		record partition-heal "$(echo "${lines[0]}" | sed 's/.* after \(.*\)s/\1/')"
-	done
+	for n in 1 2 3; do timed_wait partition-heal "$t0" "$n" 10 5.0 & pids+=($!); done
+	waits "${pids[@]}"
 }
 
 @test "etcd quorum lost: every running server still answers every command at once" {
@@ -284,13 +287,12 @@ kill_and_check() {
 	run -0 wait_who 1 3 $((CL_STALENESS + 1))
 	run -0 wait_who 2 4 $((CL_STALENESS + 1))
 	# everything back: etcd members, host 3's agent, whoconn and clients
+	local pids=() t0=$EPOCHREALTIME
 	etcd_start 2
 	etcd_start 3
 	sync_start 3
 	wc_start 3
 	cl_hold 3 4
-	for n in 1 2 3; do
-		run -0 wait_who "$n" 10 10.0
-		record restore "$(echo "${lines[0]}" | sed 's/.* after \(.*\)s/\1/')"
-	done
+	for n in 1 2 3; do timed_wait restore "$t0" "$n" 10 10.0 & pids+=($!); done
+	waits "${pids[@]}"
 }
