@@ -107,7 +107,7 @@ while time.monotonic() < end and not {"READY=1", "WATCHDOG=1"} <= seen:
     except socket.timeout: break
 print(" ".join(sorted(x for x in seen if x in ("READY=1", "WATCHDOG=1"))))' "$sock" >"$BATS_TEST_TMPDIR/notify.out" &
 	local listener=$!
-	sleep 0.3
+	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 	ip netns exec "$(ns 1)" env NOTIFY_SOCKET="$sock" WHOCONN_ETCD_ENDPOINTS=http://127.0.0.1:9 \
 		WHOCONN_SERVER_ID="${CL_IDS[1]}" WHOCONN_DB="$(dir 1)/registry.db" \
 		"$WHOCONN_SYNC" 2>"$(dir 1)/sync.log" &
