@@ -8,10 +8,12 @@
  * protocol is ever written to fd 1.
  *
  * Connected clients are counted in a SQLite registry (WAL mode) shared by
- * all connection processes: one row per live process, keyed by its PID and
- * its kernel start time, so a reused PID never makes a dead row look alive.
- * Rows of processes that died without cleaning up (SIGKILL, crash, OOM) are
- * swept by the next WHO that finds the last sweep more than 0.5 s old.
+ * all connection processes: one row per live process, keyed by its PID.
+ * While registered, a process holds an OFD lock on the byte at offset PID of
+ * a lock file beside the registry; the kernel drops it whenever the process
+ * ends, however it ends.  Rows whose lock is free (SIGKILL, crash, OOM, or a
+ * PID since reused by another program) are swept by the next WHO that finds
+ * the last sweep more than 0.5 s old.
  *
  * Limits and defaults are in whoconn.h; the protocol is in whoconn(8) and
  * README.md.
@@ -34,8 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/time.h>
 #include <syslog.h> /* priorities only: we log to stderr */
 #include <time.h>
@@ -77,10 +82,10 @@ static const char *const stmt_sql[ST__MAX] = {
     [ST_COUNT] = "SELECT (SELECT count(*) FROM conn),"
                  " (SELECT value FROM meta WHERE key='swept'),"
                  " (SELECT total(count) FROM peer WHERE expires_ms > ?1)",
-    [ST_INSERT] = "INSERT OR REPLACE INTO conn(pid, start, since) VALUES(?1, ?2, ?3)",
-    [ST_DELETE] = "DELETE FROM conn WHERE pid=?1 AND start=?2",
+    [ST_INSERT] = "INSERT OR REPLACE INTO conn(pid, since) VALUES(?1, ?2)",
+    [ST_DELETE] = "DELETE FROM conn WHERE pid=?1",
     [ST_SWEPT_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES('swept', ?1)",
-    [ST_SCAN] = "SELECT pid, start FROM conn",
+    [ST_SCAN] = "SELECT pid FROM conn",
 };
 
 struct registry {
@@ -88,28 +93,17 @@ struct registry {
     sqlite3 *db;
     sqlite3_stmt *st[ST__MAX];
     long long pid;
-    long long start; /* our start time, in clock ticks since boot */
+    int lockfd[WHOCONN_LOCK_SHARDS]; /* -1: not open yet */
     bool registered;
-    int logged_err; /* last error logged, so a lasting fault logs once */
-};
-
-enum end_reason {
-    END_NONE,
-    END_CLOSED,
-    END_QUIT,
-    END_IDLE,
-    END_WRITE_TIMEOUT,
-    END_LINE_TOO_LONG,
-    END_BAD_BYTE,
-    END_RESET,
-    END_SIGNAL,
-    END_NOMEM,
+    bool register_failed; /* then WHO retries it, and fails if it fails */
+    int logged_err;
+    unsigned long failures; /* failed operations, for whoconn_registry_errors_total */ /* last error logged, so a lasting fault logs once */
 };
 
 static const struct {
     const char *name;
     int status;
-} end_info[] = {
+} end_info[END__MAX] = {
     [END_NONE] = {"none", WHOCONN_EXIT_OK},
     [END_CLOSED] = {"client-closed", WHOCONN_EXIT_OK},
     [END_QUIT] = {"quit", WHOCONN_EXIT_OK},
@@ -133,8 +127,10 @@ struct session {
     size_t out_len;
     unsigned long commands;
     unsigned long errors;
+    unsigned long by_cmd[CMD__MAX];
+    unsigned long by_err[ERRK__MAX];
     unsigned long lines; /* complete lines, blank included */
-    enum end_reason end;
+    enum whoconn_end end;
     bool sweep_pending;
     char where[UUID_STR_LEN];
 };
@@ -142,6 +138,13 @@ struct session {
 static volatile sig_atomic_t got_signal;
 
 /* ---- time and logging ------------------------------------------------ */
+
+static int64_t now_us(clockid_t clk) {
+    struct timespec ts;
+
+    clock_gettime(clk, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static int64_t now_ms(clockid_t clk) {
     struct timespec ts;
@@ -173,6 +176,32 @@ static void log_msg(int prio, const char *fmt, ...) {
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w; /* nowhere left to report a failing log */
+}
+
+/* Sends one structured entry over journald's native protocol: a datagram
+ * of KEY=value lines (systemd's JOURNAL_NATIVE_PROTOCOL.md; values here
+ * never hold a newline).  Done by hand because sd_journal_send() means
+ * dlopen()ing libsystemd, measured at ~600 us and 0.9 M instructions: more
+ * than the rest of a session.  Returns 0 or a negative errno. */
+static int journal_send(char *const *fields, size_t n) {
+    static const struct sockaddr_un sa = {.sun_family = AF_UNIX,
+                                          .sun_path = "/run/systemd/journal/socket"};
+    struct iovec iov[2 * WHOCONN_JOURNAL_FIELDS];
+    struct msghdr mh = {.msg_name = (void *)&sa, .msg_namelen = sizeof sa, .msg_iov = iov};
+
+    if (n > WHOCONN_JOURNAL_FIELDS)
+        return -E2BIG;
+    for (size_t i = 0; i < n; i++) {
+        iov[2 * i] = (struct iovec){.iov_base = fields[i], .iov_len = strlen(fields[i])};
+        iov[2 * i + 1] = (struct iovec){.iov_base = (char *)"\n", .iov_len = 1};
+    }
+    mh.msg_iovlen = 2 * n;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int r = sendmsg(fd, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+    close(fd);
+    return r;
 }
 
 /* Peer text is shown printable and short: \xNN for anything else. */
@@ -242,44 +271,56 @@ static const char *reg_strerror(int err) {
     }
 }
 
-/* The kernel's start time of a process, in clock ticks since boot, from
- * field 22 of /proc/PID/stat.  Returns -ESRCH for a process that is gone
- * or a zombie (killed but not yet reaped: it serves nobody). */
-static int proc_start_time(long long pid, long long *ret) {
-    char path[64], buf[512];
-    int fd, n;
+/* The lock file of a shard.  The kernel keeps one list of locks per file
+ * and walks it on every test, so locks are spread over
+ * WHOCONN_LOCK_SHARDS files to keep that walk short with 10,000 rows. */
+static int reg_lock_fd(struct registry *r, long long pid, bool create) {
+    unsigned shard = (unsigned)(pid % WHOCONN_LOCK_SHARDS);
+    char path[4096];
 
-    snprintf(path, sizeof path, "/proc/%lld/stat", pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->lockfd[shard] >= 0)
+        return r->lockfd[shard];
+    if ((size_t)snprintf(path, sizeof path, "%s" WHOCONN_LOCKS_SUFFIX, r->path) >= sizeof path - 8)
+        return -ENAMETOOLONG;
+    if (create && mkdir(path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    snprintf(path + strlen(path), 8, "/%02u", shard);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
     if (fd < 0)
-        return errno == ENOENT ? -ESRCH : -errno;
-    n = (int)read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -ESRCH;
-    buf[n] = '\0';
-    /* comm may hold spaces and parentheses: fields restart after the last ')' */
-    char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ')
-        return -EINVAL;
-    p += 2;
-    if (*p == 'Z' || *p == 'X')
-        return -ESRCH;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p, ' ');
-        if (!p)
-            return -EINVAL;
-        p++;
-    }
-    errno = 0;
-    char *end;
-    long long v = strtoll(p, &end, 10);
-    if (errno || end == p)
-        return -EINVAL;
-    *ret = v;
+        return -errno;
+    r->lockfd[shard] = fd;
+    return fd;
+}
+
+/* Takes this process's liveness lock: a write lock on byte PID.  An OFD
+ * lock belongs to our open file only, and the kernel releases it when the
+ * process ends, including by SIGKILL or a crash. */
+static int reg_lock(struct registry *r) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = r->pid, .l_len = 1};
+    int fd = reg_lock_fd(r, r->pid, true);
+
+    if (fd < 0)
+        return fd;
+    if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
+        return -errno;
     return 0;
 }
 
+/* Whether the process that registered PID still runs: its lock is held.
+ * A PID reused by another program holds no lock, so it never looks alive. */
+static int reg_alive(struct registry *r, long long pid) {
+    int fd = reg_lock_fd(r, pid, false);
+
+    if (fd == -ENOENT)
+        return 0;
+    if (fd < 0)
+        return fd;
+    int alive = whoconn_lock_held(fd, pid);
+    return alive < 0 ? -errno : alive;
+}
+
+/* Closes the database; the lock files stay open while registered, since
+ * closing one would drop our liveness lock. */
 static void reg_close(struct registry *r) {
     for (int i = 0; i < ST__MAX; i++) {
         sqlite3_finalize(r->st[i]);
@@ -295,17 +336,15 @@ static int reg_exec(struct registry *r, const char *sql) {
 
 /* Creates the schema in a new file, or refuses a file that is not ours.
  * Runs once per registry file, not per connection. */
+_Static_assert(WHOCONN_SQLITE_APP_ID == 2003332963, "reg_init() spells the id in decimal");
+
 static int reg_init(struct registry *r) {
     sqlite3_stmt *st = NULL;
     int err, rc;
 
-    /* journal_mode cannot change inside a transaction; WAL is persistent. */
-    err = reg_exec(r, "PRAGMA journal_mode=WAL");
-    if (err < 0)
-        return err;
-    err = reg_exec(r, "BEGIN IMMEDIATE");
-    if (err < 0)
-        return err;
+    /* Checked before anything is written: a file that is not ours is
+     * refused untouched.  A race with another initialising process is
+     * harmless, every step below is idempotent. */
     rc = sqlite3_prepare_v2(r->db,
                             "SELECT (SELECT application_id FROM pragma_application_id),"
                             " (SELECT count(*) FROM sqlite_schema)",
@@ -326,9 +365,15 @@ static int reg_init(struct registry *r) {
         err = -EMEDIUMTYPE;
         goto fail;
     }
+    /* journal_mode cannot change inside a transaction; WAL is persistent. */
+    err = reg_exec(r, "PRAGMA journal_mode=WAL");
+    if (err < 0)
+        return err;
+    err = reg_exec(r, "BEGIN IMMEDIATE");
+    if (err < 0)
+        return err;
     err = reg_exec(r, "CREATE TABLE IF NOT EXISTS conn("
                       " pid INTEGER PRIMARY KEY," /* the connection process */
-                      " start INTEGER NOT NULL,"  /* its kernel start time */
                       " since INTEGER NOT NULL)"  /* unix time it registered */
                       " WITHOUT ROWID;"
                       "CREATE TABLE IF NOT EXISTS meta("
@@ -339,7 +384,7 @@ static int reg_init(struct registry *r) {
                       "CREATE TABLE IF NOT EXISTS peer("
                       " id TEXT PRIMARY KEY, count INTEGER NOT NULL,"
                       " expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
-                      "PRAGMA application_id=" /* */ "2003331939;" /* 0x77686f63 */
+                      "PRAGMA application_id=2003332963;"
                       "PRAGMA user_version=1;"
                       "COMMIT");
     if (err < 0)
@@ -347,7 +392,25 @@ static int reg_init(struct registry *r) {
     return 0;
 fail:
     sqlite3_finalize(st);
-    reg_exec(r, "ROLLBACK");
+    if (!sqlite3_get_autocommit(r->db))
+        reg_exec(r, "ROLLBACK");
+    return err;
+}
+
+/* SQLite reports the last of its open attempts (often ENOENT from a
+ * read-only retry); the directory tells the real cause far better. */
+static int reg_dir_error(const char *path, int err) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if ((size_t)snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >= sizeof dir)
+        return err;
+    if (!dir[0])
+        snprintf(dir, sizeof dir, "/");
+    if (access(dir, W_OK | X_OK) < 0)
+        return -errno;
     return err;
 }
 
@@ -362,7 +425,13 @@ static int reg_open(struct registry *r) {
     if (rc != SQLITE_OK) {
         err = reg_error(r->db, rc);
         reg_close(r);
-        return err;
+        return reg_dir_error(r->path, err);
+    }
+    /* SQLite quietly falls back to read-only when the file or file system
+     * is; then WHO could answer but nobody could register: refuse. */
+    if (sqlite3_db_readonly(r->db, "main") == 1) {
+        reg_close(r);
+        return -EROFS;
     }
     sqlite3_extended_result_codes(r->db, 1);
     sqlite3_busy_timeout(r->db, WHOCONN_BUSY_TIMEOUT_MS);
@@ -426,7 +495,13 @@ static int reg_run(struct registry *r, enum stmt_id id, long long a, long long b
  * write lock is taken up front, so the busy timeout applies and no
  * SQLITE_BUSY_SNAPSHOT can surface half-way. */
 static int reg_write(struct registry *r, enum stmt_id id, long long a, long long b, long long c) {
-    int err = reg_run(r, ST_BEGIN, 0, 0, 0);
+    sqlite3_stmt *st;
+    /* Prepared first: a new file gets its schema outside the transaction. */
+    int err = reg_stmt(r, id, &st);
+
+    if (err < 0)
+        return err;
+    err = reg_run(r, ST_BEGIN, 0, 0, 0);
 
     if (err < 0)
         return err;
@@ -442,8 +517,11 @@ static int reg_write(struct registry *r, enum stmt_id id, long long a, long long
  * is how the service recovers once a fault (missing directory, read-only
  * file system, corrupt file) is gone. */
 static int reg_fail(struct registry *r, int err, const char *what) {
+    r->failures++;
     if (err != r->logged_err) {
-        log_msg(LOG_ERR, "registry %s: %s: %s", what, r->path, reg_strerror(err));
+        /* SQLite's own message says which step failed; it has no peer text. */
+        log_msg(LOG_ERR, "registry %s: %s: %s (sqlite: %s)", what, r->path, reg_strerror(err),
+                r->db ? sqlite3_errmsg(r->db) : "cannot open");
         r->logged_err = err;
     }
     reg_close(r);
@@ -455,10 +533,16 @@ static int reg_register(struct registry *r) {
 
     if (r->registered)
         return 0;
-    err = reg_write(r, ST_INSERT, r->pid, r->start, (long long)time(NULL));
-    if (err < 0)
+    /* Lock first: from the moment the row exists, a sweep must see us alive. */
+    err = reg_lock(r);
+    if (err == 0)
+        err = reg_write(r, ST_INSERT, r->pid, (long long)time(NULL), 0);
+    if (err < 0) {
+        r->register_failed = true;
         return reg_fail(r, err, "register");
+    }
     r->registered = true;
+    r->register_failed = false;
     r->logged_err = 0;
     return 0;
 }
@@ -466,7 +550,7 @@ static int reg_register(struct registry *r) {
 static void reg_unregister(struct registry *r) {
     if (!r->registered)
         return;
-    int err = reg_write(r, ST_DELETE, r->pid, r->start, 0);
+    int err = reg_write(r, ST_DELETE, r->pid, 0, 0);
     if (err < 0)
         reg_fail(r, err, "unregister"); /* the next sweep removes the row */
     r->registered = false;
@@ -478,11 +562,18 @@ static void reg_unregister(struct registry *r) {
  * microseconds whatever the number of rows. */
 static int reg_sweep(struct registry *r) {
     sqlite3_stmt *st;
-    long long (*dead)[2] = NULL;
+    long long *dead = NULL;
     size_t ndead = 0, cap = 0;
     int err, rc;
     int64_t now = now_ms(CLOCK_BOOTTIME);
 
+    /* Prepared first: a new file gets its schema outside the transaction. */
+    static const enum stmt_id used[] = {ST_COUNT, ST_SWEPT_SET, ST_SCAN, ST_DELETE};
+    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) {
+        err = reg_stmt(r, used[i], &st);
+        if (err < 0)
+            return err;
+    }
     err = reg_run(r, ST_BEGIN, 0, 0, 0);
     if (err < 0)
         return err;
@@ -512,11 +603,9 @@ static int reg_sweep(struct registry *r) {
     if (err < 0)
         return err;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        long long pid = sqlite3_column_int64(st, 0), start = sqlite3_column_int64(st, 1), cur;
-        if (pid == r->pid && start == r->start)
-            continue;
-        if (proc_start_time(pid, &cur) == 0 && cur == start)
-            continue;
+        long long pid = sqlite3_column_int64(st, 0);
+        if (pid == r->pid || reg_alive(r, pid) != 0)
+            continue; /* alive, or cannot tell: never drop a live count */
         if (ndead == cap) {
             size_t ncap = cap ? cap * 2 : 64;
             void *p = realloc(dead, ncap * sizeof *dead);
@@ -527,17 +616,19 @@ static int reg_sweep(struct registry *r) {
             dead = p;
             cap = ncap;
         }
-        dead[ndead][0] = pid;
-        dead[ndead][1] = start;
-        ndead++;
+        dead[ndead++] = pid;
     }
     if (rc != SQLITE_DONE && err == 0)
         err = reg_error(r->db, rc);
     sqlite3_reset(st);
     if (err == 0 && ndead > 0) {
+        /* Checked again under the write lock: a new process that got a dead
+         * PID takes the lock before it inserts, so a row whose lock is free
+         * now is dead now, and no insert can slip in before the commit. */
         err = reg_run(r, ST_BEGIN, 0, 0, 0);
         for (size_t i = 0; err == 0 && i < ndead; i++)
-            err = reg_run(r, ST_DELETE, dead[i][0], dead[i][1], 0);
+            if (reg_alive(r, dead[i]) == 0)
+                err = reg_run(r, ST_DELETE, dead[i], 0, 0);
         if (err == 0)
             err = reg_run(r, ST_COMMIT, 0, 0, 0);
         if (err < 0)
@@ -556,6 +647,13 @@ static int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
     sqlite3_stmt *st;
     int err, rc;
 
+    /* A process that could not register is missing from everyone's count:
+     * no answer is exact until the registry takes writes again. */
+    if (r->register_failed) {
+        err = reg_register(r);
+        if (err < 0)
+            return err;
+    }
     for (int pass = 0; pass < 2; pass++) {
         int64_t now = now_ms(CLOCK_BOOTTIME);
         err = reg_stmt(r, ST_COUNT, &st);
@@ -624,13 +722,20 @@ static command_fn cmd_who, cmd_where, cmd_why, cmd_help, cmd_quit;
 static const struct command {
     const char *name;
     command_fn *run;
+    enum whoconn_cmd metric;
 } commands[] = {
-    {"WHO", cmd_who},
-    {"WHERE", cmd_where},
-    {"WHY", cmd_why},
-    {"HELP", cmd_help},
-    {"QUIT", cmd_quit},
+    {"WHO", cmd_who, CMD_WHO},
+    {"WHERE", cmd_where, CMD_WHERE},
+    {"WHY", cmd_why, CMD_WHY},
+    {"HELP", cmd_help, CMD_HELP},
+    {"QUIT", cmd_quit, CMD_QUIT},
 };
+
+/* Counts an ERR reply, for the log line and the metrics. */
+static void session_error(struct session *s, enum whoconn_err kind) {
+    s->errors++;
+    s->by_err[kind]++;
+}
 
 static void cmd_who(struct session *s, char *reply, size_t size) {
     long long n = 0;
@@ -638,7 +743,7 @@ static void cmd_who(struct session *s, char *reply, size_t size) {
     int err = reg_count(&s->reg, &n, &later);
 
     if (err < 0) {
-        s->errors++;
+        session_error(s, ERRK_REGISTRY);
         snprintf(reply, size, "ERR registry unavailable: %s", reg_strerror(err));
         return;
     }
@@ -651,7 +756,7 @@ static void cmd_where(struct session *s, char *reply, size_t size) {
         int err = server_id_derive(s->where);
         if (err < 0) {
             s->where[0] = '\0';
-            s->errors++;
+            session_error(s, ERRK_SERVER_ID);
             log_msg(LOG_ERR, "cannot derive server id from the machine id: %s",
                     strerror(-err));
             snprintf(reply, size, "ERR server id unavailable");
@@ -743,11 +848,12 @@ static int session_line(struct session *s, char *line, size_t len) {
             cmd = &commands[i];
             break;
         }
+    s->by_cmd[cmd ? cmd->metric : CMD_UNKNOWN]++;
     if (!cmd) {
-        s->errors++;
+        session_error(s, ERRK_UNKNOWN_COMMAND);
         snprintf(reply, sizeof reply, "ERR unknown command");
     } else if (word < len) {
-        s->errors++;
+        session_error(s, ERRK_ARGUMENTS);
         snprintf(reply, sizeof reply, "ERR %s takes no arguments", cmd->name);
     } else
         cmd->run(s, reply, sizeof reply);
@@ -759,11 +865,11 @@ static bool byte_allowed(unsigned char c) {
 }
 
 /* Ends the session on a protocol violation: one ERR line, then close. */
-static int session_violation(struct session *s, enum end_reason why, const char *reply,
+static int session_violation(struct session *s, enum whoconn_end why, const char *reply,
                              const char *text, size_t len) {
     char clean[WHOCONN_LOG_PEER_TEXT * 4 + 8];
 
-    s->errors++;
+    session_error(s, why == END_BAD_BYTE ? ERRK_INVALID_BYTE : ERRK_LINE_TOO_LONG);
     s->end = why;
     sanitize(clean, sizeof clean, text, len);
     log_msg(LOG_WARNING, "closing: %s after \"%s\"", end_info[why].name, clean);
@@ -832,14 +938,74 @@ static void session_init(struct session *s, const struct config *cfg, int out_fd
     s->out_fd = out_fd;
     s->reg.path = cfg->db;
     s->reg.pid = getpid();
+    for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
+        s->reg.lockfd[i] = -1;
     memcpy(s->where, cfg->server_id, sizeof s->where);
-    if (proc_start_time(s->reg.pid, &s->reg.start) < 0)
-        s->reg.start = 0; /* no /proc: PID alone identifies the row */
 }
 
 static void session_free(struct session *s) {
     reg_unregister(&s->reg);
     reg_close(&s->reg);
+    for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
+        if (s->reg.lockfd[i] >= 0)
+            close(s->reg.lockfd[i]);
+}
+
+/* ---- metrics --------------------------------------------------------- */
+
+/* Maps the shared counters file beside the registry, creating it on first
+ * use.  Returns NULL when it cannot: metrics are best effort and never
+ * keep a client from being served. */
+static struct whoconn_metrics *metrics_map(const char *db) {
+    char path[4096];
+    struct stat st;
+    struct whoconn_metrics *m;
+
+    if ((size_t)snprintf(path, sizeof path, "%s" WHOCONN_METRICS_SUFFIX, db) >= sizeof path)
+        return NULL;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return NULL;
+    /* Growing only: every process asks for the same size, and a newer
+     * binary's larger file stays as it is. */
+    if (fstat(fd, &st) < 0 || (st.st_size < (off_t)sizeof *m && ftruncate(fd, sizeof *m) < 0)) {
+        close(fd);
+        return NULL;
+    }
+    m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return NULL;
+    uint64_t zero = 0;
+    if (!__atomic_compare_exchange_n(&m->magic, &zero, WHOCONN_METRICS_MAGIC, false,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED) &&
+        zero != WHOCONN_METRICS_MAGIC) {
+        munmap(m, sizeof *m);
+        return NULL; /* not our format: leave it alone */
+    }
+    return m;
+}
+
+static void metrics_add(uint64_t *counter, uint64_t n) {
+    if (n)
+        __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+/* Adds a finished session to the shared counters. */
+static void metrics_session(struct whoconn_metrics *m, const struct session *s, int64_t duration_us) {
+    static const int64_t bounds_ms[WHOCONN_DURATION_BUCKETS] = WHOCONN_DURATION_BOUNDS_MS;
+    int b = 0;
+
+    for (int i = 0; i < CMD__MAX; i++)
+        metrics_add(&m->commands[i], s->by_cmd[i]);
+    for (int i = 0; i < ERRK__MAX; i++)
+        metrics_add(&m->errors[i], s->by_err[i]);
+    metrics_add(&m->ends[s->end], 1);
+    metrics_add(&m->registry_errors, s->reg.failures);
+    while (b < WHOCONN_DURATION_BUCKETS && duration_us > bounds_ms[b] * 1000)
+        b++;
+    metrics_add(&m->duration_bucket[b], 1);
+    metrics_add(&m->duration_sum_us, (uint64_t)(duration_us > 0 ? duration_us : 0));
 }
 
 #ifndef WHOCONN_NO_MAIN
@@ -848,25 +1014,67 @@ static void on_signal(int sig) {
     got_signal = sig;
 }
 
-static void peer_name(char *buf, size_t size) {
+struct peer {
+    char addr[INET6_ADDRSTRLEN]; /* "stdin" when fd 0 is no socket */
+    unsigned port;
+    char name[INET6_ADDRSTRLEN + 8]; /* addr:port, [addr]:port for IPv6 */
+};
+
+static void peer_get(struct peer *p) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    char host[INET6_ADDRSTRLEN];
 
+    memset(p, 0, sizeof *p);
     if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &len) < 0) {
-        snprintf(buf, size, "stdin");
+        snprintf(p->addr, sizeof p->addr, "stdin");
+        snprintf(p->name, sizeof p->name, "stdin");
         return;
     }
     if (ss.ss_family == AF_INET) {
         struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
+        inet_ntop(AF_INET, &in->sin_addr, p->addr, sizeof p->addr);
+        p->port = ntohs(in->sin_port);
+        snprintf(p->name, sizeof p->name, "%s:%u", p->addr, p->port);
     } else if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
-    } else
-        snprintf(buf, size, "unix");
+        inet_ntop(AF_INET6, &in6->sin6_addr, p->addr, sizeof p->addr);
+        p->port = ntohs(in6->sin6_port);
+        snprintf(p->name, sizeof p->name, "[%s]:%u", p->addr, p->port);
+    } else {
+        snprintf(p->addr, sizeof p->addr, "unix");
+        snprintf(p->name, sizeof p->name, "unix");
+    }
+}
+
+/* The one entry per finished connection.  Under systemd it carries
+ * WHOCONN_* fields for journalctl filters; elsewhere it is a stderr line. */
+static void log_session(const struct peer *p, const struct session *s, int64_t duration_ms) {
+    char msg[256], f[8][96];
+    char *fields[] = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], msg};
+
+    snprintf(msg, sizeof msg,
+             "MESSAGE=peer=%s duration_ms=%" PRId64 " commands=%lu errors=%lu end=%s", p->name,
+             duration_ms, s->commands, s->errors, end_info[s->end].name);
+    if (getenv("JOURNAL_STREAM")) {
+        snprintf(f[0], sizeof f[0], "PRIORITY=%d", LOG_INFO);
+        snprintf(f[1], sizeof f[1], "SYSLOG_IDENTIFIER=whoconn");
+        snprintf(f[2], sizeof f[2], "WHOCONN_PEER_ADDRESS=%s", p->addr);
+        snprintf(f[3], sizeof f[3], "WHOCONN_PEER_PORT=%u", p->port);
+        snprintf(f[4], sizeof f[4], "WHOCONN_DURATION_MS=%" PRId64, duration_ms);
+        snprintf(f[5], sizeof f[5], "WHOCONN_COMMANDS=%lu", s->commands);
+        snprintf(f[6], sizeof f[6], "WHOCONN_ERRORS=%lu", s->errors);
+        snprintf(f[7], sizeof f[7], "WHOCONN_END=%s", end_info[s->end].name);
+        if (journal_send(fields, sizeof fields / sizeof fields[0]) == 0) {
+            /* journald finds our unit from /proc/PID when it reads the
+             * datagram; if systemd has already reaped us, the entry loses
+             * _SYSTEMD_UNIT and `journalctl -u` misses it (1 in 200 in a
+             * burst here).  The client is gone already: linger briefly. */
+            struct timespec grace = {.tv_nsec = WHOCONN_JOURNAL_GRACE_MS * 1000000L};
+            nanosleep(&grace, NULL);
+            return;
+        }
+    }
+    log_msg(LOG_INFO, "%s", msg + strlen("MESSAGE="));
 }
 
 /* Reads and discards what the peer already sent, briefly, so that closing
@@ -1091,7 +1299,8 @@ static int config_load(struct config *cfg, int argc, char **argv, char *dbbuf, s
 int main(int argc, char **argv) {
     static struct session s;
     struct config cfg;
-    char dbbuf[4096], peer[INET6_ADDRSTRLEN + 16];
+    char dbbuf[4096];
+    struct peer peer;
     struct sigaction sa = {.sa_handler = on_signal};
     sigset_t block;
     int r;
@@ -1111,14 +1320,21 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
-    int64_t t0 = now_ms(CLOCK_MONOTONIC);
-    peer_name(peer, sizeof peer); /* now: a reset peer has no name later */
+    int64_t t0 = now_us(CLOCK_MONOTONIC);
+    peer_get(&peer); /* now: a reset peer has no name later */
+    struct whoconn_metrics *m = metrics_map(cfg.db);
+    if (m)
+        metrics_add(&m->accepted, 1);
     session_init(&s, &cfg, STDOUT_FILENO);
     session_run(&s);
     session_free(&s);
+    close(STDIN_FILENO); /* the client sees the end now, not after logging */
+    close(STDOUT_FILENO);
+    int64_t duration_us = now_us(CLOCK_MONOTONIC) - t0;
+    if (m)
+        metrics_session(m, &s, duration_us);
 
-    log_msg(LOG_INFO, "peer=%s duration_ms=%" PRId64 " commands=%lu errors=%lu end=%s", peer,
-            now_ms(CLOCK_MONOTONIC) - t0, s.commands, s.errors, end_info[s.end].name);
+    log_session(&peer, &s, duration_us / 1000);
     return end_info[s.end].status;
 }
 

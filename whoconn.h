@@ -53,6 +53,11 @@
 #define WHOCONN_SWEEP_AFTER_MS 500
 #define WHOCONN_SWEEP_BEFORE_MS 1000
 
+/* Liveness locks are spread over this many files ("<registry>-locks/NN"):
+ * the kernel walks a file's whole lock list on each test, so with 10,000
+ * connections one file would make a sweep quadratic. */
+#define WHOCONN_LOCK_SHARDS 64
+
 /* How long a connection process waits for another one's write lock.  Writes
  * are single-row transactions of a few microseconds; 5 s absorbs a burst of
  * thousands of connections without a client ever seeing SQLITE_BUSY. */
@@ -63,6 +68,13 @@
  * the kernel sends FIN rather than RST and the reply is not lost. */
 #define WHOCONN_DRAIN_MS 200
 #define WHOCONN_DRAIN_MAX 65536
+
+/* Most fields in one structured journal entry. */
+#define WHOCONN_JOURNAL_FIELDS 12
+
+/* After its journal entry a process waits this long before exiting, so
+ * journald can still read its unit from /proc (see log_session()). */
+#define WHOCONN_JOURNAL_GRACE_MS 20
 
 /* Peer text quoted in a log line is cut to this many bytes. */
 #define WHOCONN_LOG_PEER_TEXT 32
@@ -93,6 +105,79 @@ enum {
     WHOCONN_EXIT_IO = 74,       /* connection reset or write failed */
     WHOCONN_EXIT_TIMEOUT = 75,  /* idle timeout or stalled writes */
     WHOCONN_EXIT_SIGNAL = 76,   /* SIGTERM/SIGINT/SIGHUP */
+};
+
+/* ---- shared with the metrics endpoint and the cluster agent ---------- */
+
+#include <fcntl.h>
+#include <stdint.h>
+
+/* Liveness locks: a registered process holds an OFD write lock on byte PID
+ * of "<registry>-locks/NN", NN = PID % WHOCONN_LOCK_SHARDS in two digits. */
+#define WHOCONN_LOCKS_SUFFIX "-locks"
+
+/* Whether the process that registered pid still holds its lock; fd is the
+ * pid's shard file.  1 alive, 0 dead, negative errno if it cannot tell. */
+static inline int whoconn_lock_held(int fd, long long pid) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = pid, .l_len = 1};
+
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return -1;
+    return fl.l_type != F_UNLCK;
+}
+
+/* Why a session ended: the log's end=, WHOCONN_END= in the journal, and
+ * the reason label of whoconn_disconnects_total. */
+enum whoconn_end {
+    END_NONE,
+    END_CLOSED,
+    END_QUIT,
+    END_IDLE,
+    END_WRITE_TIMEOUT,
+    END_LINE_TOO_LONG,
+    END_BAD_BYTE,
+    END_RESET,
+    END_SIGNAL,
+    END_NOMEM,
+    END__MAX
+};
+
+/* Requests by command: the command label of whoconn_commands_total. */
+enum whoconn_cmd { CMD_WHO, CMD_WHERE, CMD_WHY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD__MAX };
+
+/* ERR replies by cause: the reason label of whoconn_errors_total. */
+enum whoconn_err {
+    ERRK_UNKNOWN_COMMAND,
+    ERRK_ARGUMENTS,
+    ERRK_REGISTRY,
+    ERRK_SERVER_ID,
+    ERRK_LINE_TOO_LONG,
+    ERRK_INVALID_BYTE,
+    ERRK__MAX
+};
+
+/* Upper bounds of the connection duration histogram, in milliseconds. */
+#define WHOCONN_DURATION_BOUNDS_MS \
+    {1, 5, 10, 50, 100, 500, 1000, 5000, 30000, 60000, 300000, 3600000}
+#define WHOCONN_DURATION_BUCKETS 12
+
+/* Counters of all connections ever served, in "<registry>-metrics": a file
+ * every connection process maps and updates with atomic adds, because a
+ * SQLite write per connection would cost more than the rest of the session.
+ * It lives beside the registry and, like it, is reset at boot.  Only ever
+ * append fields, and bump the magic if their meaning changes. */
+#define WHOCONN_METRICS_SUFFIX "-metrics"
+#define WHOCONN_METRICS_MAGIC 0x31544d434f4857ULL /* "WHOCMT1" */
+
+struct whoconn_metrics {
+    uint64_t magic;
+    uint64_t accepted;                    /* connections started */
+    uint64_t commands[CMD__MAX];          /* non-blank requests, by command */
+    uint64_t errors[ERRK__MAX];           /* ERR replies, by cause */
+    uint64_t ends[END__MAX];              /* finished connections, by reason */
+    uint64_t registry_errors;             /* failed registry operations */
+    uint64_t duration_bucket[WHOCONN_DURATION_BUCKETS + 1]; /* per bucket, last +Inf; not cumulative */
+    uint64_t duration_sum_us;
 };
 
 #endif /* WHOCONN_H */
