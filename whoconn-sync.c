@@ -23,7 +23,8 @@
  * etcd deletes its key after the lease TTL.  DESIGN.md has the argument.
  *
  * The registry helpers are whoconn.c's own, compiled in (WHOCONN_NO_MAIN),
- * so the schema, the liveness check and the sweep have one definition.
+ * so the schema, the liveness check and the sweep have one definition
+ * (a merge of a new core picks up its liveness rule by itself).
  */
 #define WHOCONN_NO_MAIN
 #include "whoconn.c"
@@ -1032,6 +1033,8 @@ int main(int argc, char **argv) {
 
     a.reg.path = a.db;
     a.reg.pid = 0; /* the agent holds no connection row */
+    for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
+        a.reg.lockfd[i] = -1; /* opened on first liveness test */
     a.local = a.published = -1;
     sync_log(LOG_INFO,
              "server %s, registry %s, etcd %s%s, lease TTL %u s, staleness bound %u s", a.id,
@@ -1071,6 +1074,9 @@ int main(int argc, char **argv) {
     buf_free(&a.wbody);
     buf_free(&a.wline);
     reg_release(&a);
+    for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
+        if (a.reg.lockfd[i] >= 0)
+            close(a.reg.lockfd[i]);
     curl_multi_cleanup(a.multi);
     curl_easy_cleanup(a.http);
     curl_slist_free_all(a.headers);
