@@ -15,12 +15,12 @@ DEPS_CLUSTER_BUILD = libcurl4-openssl-dev libjansson-dev libssl-dev
 # network namespaces of their own).
 DEPS_CLUSTER_CHECK = etcd-server etcd-client iproute2 python3 systemd
 
-all: whoconn-sync units/whoconn-sync.service
+all: whoconn-sync
 # make check runs `bats tests/` before CHECK_TARGETS, and tests/cluster.bats
 # is in there: the agent and etcd must be ready before, as prerequisites.
 check: whoconn-sync deps-cluster-check
 
-whoconn-sync: whoconn-sync.c whoconn.c whoconn.h | deps-cluster-build
+whoconn-sync: whoconn-sync.c whoconn.c whoconn.h whoconn-seccomp.h | deps-cluster-build
 	$(CC) $(CFLAGS) $(SYNC_CFLAGS) $(LDFLAGS) -o $@ whoconn-sync.c $(SYNC_LDLIBS)
 
 deps-cluster-build: deps-build
@@ -34,9 +34,11 @@ check-cluster: whoconn whoconn-sync deps-cluster-check
 	bats --print-output-on-failure tests/cluster.bats
 
 install: install-cluster
-install-cluster: whoconn-sync units/whoconn-sync.service
+install-cluster: whoconn-sync
 	install -D -m 0755 whoconn-sync $(DESTDIR)$(BINDIR)/whoconn-sync
-	install -D -m 0644 units/whoconn-sync.service $(DESTDIR)$(UNITDIR)/whoconn-sync.service
+	install -d $(DESTDIR)$(UNITDIR)
+	$(SUBST) units/whoconn-sync.service.in > $(DESTDIR)$(UNITDIR)/whoconn-sync.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/whoconn-sync.service
 	install -D -m 0644 units/cluster.conf.example $(DESTDIR)$(PREFIX)/share/doc/whoconn/cluster.conf.example
 
 uninstall: uninstall-cluster
@@ -46,7 +48,7 @@ uninstall-cluster:
 
 clean: clean-cluster
 clean-cluster:
-	rm -f whoconn-sync units/whoconn-sync.service
+	rm -f whoconn-sync
 
 .PHONY: deps-cluster-build deps-cluster-check check-cluster \
         install-cluster uninstall-cluster clean-cluster
