@@ -426,8 +426,13 @@ static int reg_run(struct registry *r, enum stmt_id id, long long a, long long b
  * write lock is taken up front, so the busy timeout applies and no
  * SQLITE_BUSY_SNAPSHOT can surface half-way. */
 static int reg_write(struct registry *r, enum stmt_id id, long long a, long long b, long long c) {
-    int err = reg_run(r, ST_BEGIN, 0, 0, 0);
+    sqlite3_stmt *st;
+    /* Prepared before BEGIN: on a new file, preparing creates the schema,
+     * and reg_init cannot switch to WAL inside a transaction. */
+    int err = reg_stmt(r, id, &st);
 
+    if (err == 0)
+        err = reg_run(r, ST_BEGIN, 0, 0, 0);
     if (err < 0)
         return err;
     err = reg_run(r, id, a, b, c);
