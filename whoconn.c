@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
@@ -455,6 +456,20 @@ static int reg_fail(struct registry *r, int err, const char *what) {
     return err;
 }
 
+/* Closes the registry of a held connection between its requests.  Every
+ * open SQLite connection holds a POSIX lock on the -shm file, and the
+ * kernel walks an inode's whole lock list on each fcntl(): with thousands
+ * of connections held open, every transaction of every process slowed down
+ * in proportion, until registrations timed out (bench/RESULTS.md).  It also
+ * hands SQLite's page cache and heap back, which is most of a held
+ * process's memory.  Short sessions never register and never pay this. */
+static void reg_idle(struct registry *r) {
+    if (!r->registered || !r->db)
+        return;
+    reg_close(r);
+    malloc_trim(0);
+}
+
 static int reg_register(struct registry *r) {
     int err;
 
@@ -465,6 +480,7 @@ static int reg_register(struct registry *r) {
         return reg_fail(r, err, "register");
     r->registered = true;
     r->logged_err = 0;
+    reg_idle(r);
     return 0;
 }
 
@@ -968,6 +984,7 @@ static void session_run(struct session *s) {
             if (e < 0)
                 reg_fail(&s->reg, e, "sweep");
         }
+        reg_idle(&s->reg);
     }
     if (s->end == END_QUIT || s->end == END_LINE_TOO_LONG || s->end == END_BAD_BYTE)
         drain_input();

@@ -104,13 +104,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# sa PORT PROGRAM DB - serves PROGRAM with systemd-socket-activate; sets LPID
+# sa PORT PROGRAM DB [-E NAME=VALUE...] - serves PROGRAM with
+# systemd-socket-activate; sets LPID
 sa() {
-	systemd-socket-activate -l "127.0.0.1:$1" --inetd -a -E WHOCONN_DB="$3" "$2" \
+	local port=$1 prog=$2 db=$3
+	shift 3
+	systemd-socket-activate -l "127.0.0.1:$port" --inetd -a -E WHOCONN_DB="$db" "$@" "$prog" \
 		2>>"$RAW/launcher.log" &
 	LPID=$!
 	PIDS+=("$LPID")
-	wait_port "$1"
+	wait_port "$port"
 }
 
 # rate PORT CLIENTS SECONDS - one bounded wcload run; prints its result line
@@ -254,7 +257,8 @@ pss_avg() {
 
 hold_one() { # NAME PROGRAM WHOFLAG
 	local name=$1 prog=$2 who=$3 port ready line pss
-	port=$(free_port); sa "$port" "$prog" "$WORK/p3$name.db"; local l=$LPID
+	# held connections stay silent longer than the default idle timeout
+	port=$(free_port); sa "$port" "$prog" "$WORK/p3$name.db" -E WHOCONN_IDLE_TIMEOUT=900; local l=$LPID
 	ready=$WORK/ready.$name
 	"$WCLOAD" hold -p "$port" -n "$HOLD_N" -t 240 -k "$HOLD_K" -m WHY -r "$ready" $who \
 		>"$WORK/hold.$name" 2>>"$RAW/wcload.err" &
