@@ -116,10 +116,11 @@ sa() {
 	wait_port "$port"
 }
 
-# rate PORT CLIENTS SECONDS - one bounded wcload run; prints its result line
+# rate PORT CLIENTS SECONDS [LINE] - one bounded wcload run (request LINE,
+# default WHO); prints its result line
 rate() {
 	local line
-	line=$("$WCLOAD" rate -p "$1" -c "$2" -t "$3" -n "$MAXN" 2>>"$RAW/wcload.err") || {
+	line=$("$WCLOAD" rate -p "$1" -c "$2" -t "$3" -n "$MAXN" -m "${4:-WHO}" 2>>"$RAW/wcload.err") || {
 		log "wcload rate against port $1 failed: $(tail -1 "$RAW/wcload.err")"
 		echo "clients=$2 sessions=0 errors=1 rate=0 p50_us=0 p99_us=0"
 		return 0
@@ -127,16 +128,16 @@ rate() {
 	echo "$line"
 }
 
-# interleave PART TAG CLIENTS SECONDS ROUNDS NAME:PORT... - runs each
-# variant in turn, ROUNDS times; records medians and paired ratios.
+# interleave PART TAG CLIENTS SECONDS ROUNDS NAME:PORT[:LINE]... - runs each
+# variant in turn, ROUNDS times; records medians.
 interleave() {
 	local part=$1 tag=$2 c=$3 secs=$4 rounds=$5
 	shift 5
 	local r v name port line
 	for r in $(seq "$rounds"); do
 		for v in "$@"; do
-			name=${v%%:*}; port=${v#*:}
-			line=$(rate "$port" "$c" "$secs")
+			IFS=: read -r name port req <<<"$v"
+			line=$(rate "$port" "$c" "$secs" "${req:-WHO}")
 			echo "part=$part tag=$tag round=$r variant=$name $line" >>"$RAW/rates.txt"
 			for k in rate p50_us p99_us errors sessions; do
 				echo "$(kv "$k" "$line")" >>"$WORK/$part.$tag.$name.$k"
@@ -166,8 +167,11 @@ part1() {
 	pw=$(free_port); sa "$pw" "$WHOCONN" "$WORK/p1.db"; local lw=$LPID
 	pt=$(free_port); sa "$pt" "$TRIVIAL" "$WORK/p1t.db"; local lt=$LPID
 	for c in $CONC; do
-		interleave 1 "c$c" "$c" "$SECS" "$ROUNDS" "whoconn:$pw" "trivial:$pt"
+		# whoconn-why: the same binary asked WHY, which never opens the
+		# registry: splits whoconn's cost into binary and registry
+		interleave 1 "c$c" "$c" "$SECS" "$ROUNDS" "whoconn:$pw" "trivial:$pt" "whoconn-why:$pw:WHY"
 		record 1 "c$c" ratio "$(paired 1 "c$c" whoconn trivial)"
+		record 1 "c$c" why_ratio "$(paired 1 "c$c" whoconn-why trivial)"
 	done
 	stop_pid "$lw"; stop_pid "$lt"
 }
@@ -423,7 +427,8 @@ plot() {
 	local dat=$WORK/plot.dat
 	for c in $CONC; do
 		echo "$c $(get 1 "c$c.whoconn" rate) $(get 1 "c$c.trivial" rate)" \
-			"$(get 1 "c$c.whoconn" p99_us) $(get 1 "c$c.trivial" p99_us)"
+			"$(get 1 "c$c.whoconn" p99_us) $(get 1 "c$c.trivial" p99_us)" \
+			"$(get 1 "c$c.whoconn-why" rate) $(get 1 "c$c.whoconn-why" p99_us)"
 	done >"$dat"
 	cp "$dat" "$RAW/plot.dat"
 	gnuplot <<-EOF 2>>"$RAW/gnuplot.log"
@@ -437,10 +442,12 @@ plot() {
 	set ylabel "connections/s"
 	set yrange [0:*]
 	plot "$dat" using 1:2 with linespoints lw 2 title "whoconn", \
-	     "$dat" using 1:3 with linespoints lw 2 title "trivial"
+	     "$dat" using 1:3 with linespoints lw 2 title "trivial", \
+	     "$dat" using 1:6 with linespoints lw 1 dt 2 title "whoconn, WHY (no registry)"
 	set ylabel "p99 latency (ms)"
 	plot "$dat" using 1:(\$4/1000) with linespoints lw 2 title "whoconn", \
-	     "$dat" using 1:(\$5/1000) with linespoints lw 2 title "trivial"
+	     "$dat" using 1:(\$5/1000) with linespoints lw 2 title "trivial", \
+	     "$dat" using 1:(\$7/1000) with linespoints lw 1 dt 2 title "whoconn, WHY (no registry)"
 	unset multiplot
 	EOF
 }
@@ -480,10 +487,14 @@ report() {
 			echo
 			echo "Each client: connect, \`WHO\`, read the reply line, close; $ROUNDS round(s) of ${SECS} s per variant and concurrency."
 			echo
-			echo "| clients | whoconn conn/s | trivial conn/s | ratio | whoconn p50 | whoconn p99 | trivial p50 | trivial p99 | errors |"
-			echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+			echo "*whoconn WHY* is the same whoconn asked \\`WHY\\` instead, which never touches the"
+			echo "registry: it separates the cost of the binary from the cost of the registry."
+			echo
+			echo "| clients | whoconn conn/s | trivial conn/s | ratio | whoconn WHY conn/s | WHY ratio | whoconn p50 | whoconn p99 | trivial p50 | trivial p99 | errors |"
+			echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 			for c in $CONC; do
 				echo "| $c | $(get 1 "c$c.whoconn" rate) | $(get 1 "c$c.trivial" rate) | $(get 1 "c$c" ratio) |" \
+					"$(get 1 "c$c.whoconn-why" rate) | $(get 1 "c$c" why_ratio) |" \
 					"$(ms "$(get 1 "c$c.whoconn" p50_us)") | $(ms "$(get 1 "c$c.whoconn" p99_us)") |" \
 					"$(ms "$(get 1 "c$c.trivial" p50_us)") | $(ms "$(get 1 "c$c.trivial" p99_us)") |" \
 					"$(( $(get 1 "c$c.whoconn" errors) + $(get 1 "c$c.trivial" errors) )) |"
