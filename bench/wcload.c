@@ -82,12 +82,13 @@ static int parse_num(const char *s, long min, long max, long *ret) {
     return 0;
 }
 
-/* A reply is well-formed when it is one line of printable ASCII. */
+/* A reply is well-formed when it is one line of digits: WHO and WHY answer
+ * numbers, trivial answers 0, and an ERR line is a failed session. */
 static bool reply_ok(const char *buf, size_t len) {
     if (len < 2 || buf[len - 1] != '\n')
         return false;
     for (size_t i = 0; i + 1 < len; i++)
-        if (buf[i] < 0x20 || buf[i] > 0x7e)
+        if (buf[i] < '0' || buf[i] > '9')
             return false;
     return true;
 }
