@@ -29,6 +29,7 @@
 #include <linux/filter.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
@@ -437,6 +438,24 @@ static int reg_exec(struct registry *r, const char *sql) {
 
 /* Creates the schema in a new file, or refuses a file that is not ours.
  * Runs once per registry file, not per connection. */
+/* The registry's schema, applied in one transaction by whoever creates the
+ * file.  Only ever add to it (see PRODUCTION.md, schema upgrades). */
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS conn("
+    " pid INTEGER PRIMARY KEY," /* the connection process */
+    " since INTEGER NOT NULL)"  /* unix time it registered */
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS meta("
+    " key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+    /* Cluster mode: other servers' counts, mirrored by whoconn-sync.  A row
+     * counts until expires_ms (CLOCK_BOOTTIME), so a dead agent's data
+     * ages out by itself. */
+    "CREATE TABLE IF NOT EXISTS peer("
+    " id TEXT PRIMARY KEY, count INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "PRAGMA application_id=2003332963;"
+    "PRAGMA user_version=1;";
+
 _Static_assert(WHOCONN_SQLITE_APP_ID == 2003332963, "reg_init() spells the id in decimal");
 
 static int reg_init(struct registry *r) {
@@ -473,21 +492,9 @@ static int reg_init(struct registry *r) {
     err = reg_exec(r, "BEGIN IMMEDIATE");
     if (err < 0)
         return err;
-    err = reg_exec(r, "CREATE TABLE IF NOT EXISTS conn("
-                      " pid INTEGER PRIMARY KEY," /* the connection process */
-                      " since INTEGER NOT NULL)"  /* unix time it registered */
-                      " WITHOUT ROWID;"
-                      "CREATE TABLE IF NOT EXISTS meta("
-                      " key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
-                      /* Cluster mode: other servers' counts, mirrored by
-                       * whoconn-sync.  A row counts until expires_ms
-                       * (CLOCK_BOOTTIME), so a dead agent's data ages out. */
-                      "CREATE TABLE IF NOT EXISTS peer("
-                      " id TEXT PRIMARY KEY, count INTEGER NOT NULL,"
-                      " expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
-                      "PRAGMA application_id=2003332963;"
-                      "PRAGMA user_version=1;"
-                      "COMMIT");
+    err = reg_exec(r, schema_sql);
+    if (err == 0)
+        err = reg_exec(r, "COMMIT");
     if (err < 0)
         goto fail;
     return 0;
@@ -515,14 +522,51 @@ static int reg_dir_error(const char *path, int err) {
     return err;
 }
 
+/* Creates a missing registry whole: built under a private name, in WAL
+ * mode and with its schema, then link()ed into place.  Nobody ever opens a
+ * half-made file, so there is no race between processes switching it to
+ * WAL and creating tables at once (there was: "database is locked" for
+ * some of six sessions starting together).  -EEXIST when another process
+ * won; its file is as good as ours. */
+static int reg_create(const char *path) {
+    char tmp[4096];
+    sqlite3 *db = NULL;
+    int rc, err;
+
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.new-%ld", path, (long)getpid()) >= sizeof tmp)
+        return -ENAMETOOLONG;
+    unlink(tmp); /* a leftover of a crashed process with our PID */
+    rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                         NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    err = reg_error(db, rc);
+    /* The last close checkpoints and removes tmp's -wal and -shm. */
+    if (sqlite3_close(db) != SQLITE_OK && err == 0)
+        err = -EBUSY;
+    if (err == 0 && link(tmp, path) < 0)
+        err = -errno;
+    unlink(tmp);
+    return err;
+}
+
 static int reg_open(struct registry *r) {
     int rc, err;
 
     if (r->db)
         return 0;
-    rc = sqlite3_open_v2(r->path, &r->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                         NULL);
+    rc = sqlite3_open_v2(r->path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_CANTOPEN && access(r->path, F_OK) < 0 && errno == ENOENT) {
+        reg_close(r);
+        err = reg_create(r->path);
+        if (err < 0 && err != -EEXIST)
+            return reg_dir_error(r->path, err);
+        rc = sqlite3_open_v2(r->path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    }
     if (rc != SQLITE_OK) {
         err = reg_error(r->db, rc);
         reg_close(r);
@@ -597,13 +641,12 @@ static int reg_run(struct registry *r, enum stmt_id id, long long a, long long b
  * SQLITE_BUSY_SNAPSHOT can surface half-way. */
 static int reg_write(struct registry *r, enum stmt_id id, long long a, long long b, long long c) {
     sqlite3_stmt *st;
-    /* Prepared first: a new file gets its schema outside the transaction. */
+    /* Prepared before BEGIN: on a new file, preparing creates the schema,
+     * and reg_init cannot switch to WAL inside a transaction. */
     int err = reg_stmt(r, id, &st);
 
-    if (err < 0)
-        return err;
-    err = reg_run(r, ST_BEGIN, 0, 0, 0);
-
+    if (err == 0)
+        err = reg_run(r, ST_BEGIN, 0, 0, 0);
     if (err < 0)
         return err;
     err = reg_run(r, id, a, b, c);
@@ -629,6 +672,20 @@ static int reg_fail(struct registry *r, int err, const char *what) {
     return err;
 }
 
+/* Closes the registry of a held connection between its requests.  Every
+ * open SQLite connection holds a POSIX lock on the -shm file, and the
+ * kernel walks an inode's whole lock list on each fcntl(): with thousands
+ * of connections held open, every transaction of every process slowed down
+ * in proportion, until registrations timed out (bench/RESULTS.md).  It also
+ * hands SQLite's page cache and heap back, which is most of a held
+ * process's memory.  Short sessions never register and never pay this. */
+static void reg_idle(struct registry *r) {
+    if (!r->registered || !r->db)
+        return;
+    reg_close(r);
+    malloc_trim(0);
+}
+
 static int reg_register(struct registry *r) {
     int err;
 
@@ -645,6 +702,7 @@ static int reg_register(struct registry *r) {
     r->registered = true;
     r->register_failed = false;
     r->logged_err = 0;
+    reg_idle(r);
     return 0;
 }
 
@@ -1274,6 +1332,7 @@ static void session_run(struct session *s) {
             if (e < 0)
                 reg_fail(&s->reg, e, "sweep");
         }
+        reg_idle(&s->reg);
     }
     if (s->end == END_QUIT || s->end == END_LINE_TOO_LONG || s->end == END_BAD_BYTE)
         drain_input();

@@ -45,8 +45,9 @@ static const char *const allowed[] = {
     "fstatfs", "access", "faccessat", "faccessat2", "readlink", "readlinkat",
     "getcwd", "lseek", "fcntl", "ftruncate", "fallocate", "fsync", "fdatasync",
     "unlink", "unlinkat", "fchown", "fchmod", "getdents64",
-    /* the liveness-lock directory beside the registry */
-    "mkdir", "mkdirat",
+    /* the liveness-lock directory beside the registry; a new registry is
+     * built under a private name and link()ed into place */
+    "mkdir", "mkdirat", "link", "linkat",
     /* the journal entry: a datagram to journald (socket() is AF_UNIX only,
      * see build()) */
     "sendmsg", "sendto",
