@@ -393,8 +393,10 @@ static int reg_stmt(struct registry *r, enum stmt_id id, sqlite3_stmt **ret) {
             rc = sqlite3_prepare_v3(r->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
                                     &r->st[id], NULL);
         }
-        if (rc != SQLITE_OK)
-            return reg_error(r->db, rc);
+        if (rc != SQLITE_OK) {
+            err = reg_error(r->db, rc);
+            return err < 0 ? err : -EIO; /* callers use *ret unless < 0 */
+        }
     }
     sqlite3_reset(r->st[id]);
     sqlite3_clear_bindings(r->st[id]);
@@ -426,8 +428,15 @@ static int reg_run(struct registry *r, enum stmt_id id, long long a, long long b
  * write lock is taken up front, so the busy timeout applies and no
  * SQLITE_BUSY_SNAPSHOT can surface half-way. */
 static int reg_write(struct registry *r, enum stmt_id id, long long a, long long b, long long c) {
-    int err = reg_run(r, ST_BEGIN, 0, 0, 0);
+    sqlite3_stmt *st;
+    /* Prepared before BEGIN: in a new file, preparing creates the schema,
+     * which reg_init() cannot do inside a transaction.  (Found by the fuzz
+     * harness: a held connection that never asked WHO failed to register
+     * in a fresh registry, forever.) */
+    int err = reg_stmt(r, id, &st);
 
+    if (err == 0)
+        err = reg_run(r, ST_BEGIN, 0, 0, 0);
     if (err < 0)
         return err;
     err = reg_run(r, id, a, b, c);
@@ -849,7 +858,7 @@ static void on_signal(int sig) {
 }
 
 static void peer_name(char *buf, size_t size) {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0}; /* getpeername() may fill only part */
     socklen_t len = sizeof ss;
     char host[INET6_ADDRSTRLEN];
 
