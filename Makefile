@@ -45,26 +45,29 @@ run: whoconn
 	systemd-socket-activate -l 127.0.0.1:$(PORT) --inetd -a \
 		-E WHOCONN_DB=$(RUNDIR)/registry.db $(CURDIR)/whoconn
 
-check: whoconn units/whoconn@.service units/whoconn.socket
+check: whoconn
 	@scripts/ensure-deps $(DEPS_CHECK)
 	bats --print-output-on-failure tests/
 	@for t in $(CHECK_TARGETS); do $(MAKE) --no-print-directory $$t || exit 1; done
 
-units/%: units/%.in Makefile
-	sed -e 's|@BINDIR@|$(BINDIR)|g' $< > $@
+# Units are substituted at install time, so PREFIX/BINDIR given to
+# `make install` always win over an earlier build.
+SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g'
 
-install: whoconn units/whoconn@.service units/whoconn.socket
+install: whoconn
 	install -D -m 0755 whoconn $(DESTDIR)$(BINDIR)/whoconn
-	install -D -m 0644 units/whoconn.socket $(DESTDIR)$(UNITDIR)/whoconn.socket
-	install -D -m 0644 units/whoconn@.service $(DESTDIR)$(UNITDIR)/whoconn@.service
-	install -D -m 0644 units/whoconn.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d
+	$(SUBST) units/whoconn.socket.in > $(DESTDIR)$(UNITDIR)/whoconn.socket
+	$(SUBST) units/whoconn@.service.in > $(DESTDIR)$(UNITDIR)/whoconn@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/whoconn.socket $(DESTDIR)$(UNITDIR)/whoconn@.service
+	install -m 0644 units/whoconn.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/whoconn $(DESTDIR)$(UNITDIR)/whoconn.socket \
 	      $(DESTDIR)$(UNITDIR)/whoconn@.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
 
 clean:
-	rm -f whoconn units/whoconn@.service units/whoconn.socket
+	rm -f whoconn
 	rm -rf $(RUNDIR)
 
 .PHONY: all deps-build run check install uninstall clean

@@ -90,6 +90,7 @@ struct registry {
     long long pid;
     long long start; /* our start time, in clock ticks since boot */
     bool registered;
+    bool register_failed; /* then WHO retries it, and fails if it fails */
     int logged_err; /* last error logged, so a lasting fault logs once */
 };
 
@@ -295,17 +296,15 @@ static int reg_exec(struct registry *r, const char *sql) {
 
 /* Creates the schema in a new file, or refuses a file that is not ours.
  * Runs once per registry file, not per connection. */
+_Static_assert(WHOCONN_SQLITE_APP_ID == 2003332963, "reg_init() spells the id in decimal");
+
 static int reg_init(struct registry *r) {
     sqlite3_stmt *st = NULL;
     int err, rc;
 
-    /* journal_mode cannot change inside a transaction; WAL is persistent. */
-    err = reg_exec(r, "PRAGMA journal_mode=WAL");
-    if (err < 0)
-        return err;
-    err = reg_exec(r, "BEGIN IMMEDIATE");
-    if (err < 0)
-        return err;
+    /* Checked before anything is written: a file that is not ours is
+     * refused untouched.  A race with another initialising process is
+     * harmless, every step below is idempotent. */
     rc = sqlite3_prepare_v2(r->db,
                             "SELECT (SELECT application_id FROM pragma_application_id),"
                             " (SELECT count(*) FROM sqlite_schema)",
@@ -326,6 +325,13 @@ static int reg_init(struct registry *r) {
         err = -EMEDIUMTYPE;
         goto fail;
     }
+    /* journal_mode cannot change inside a transaction; WAL is persistent. */
+    err = reg_exec(r, "PRAGMA journal_mode=WAL");
+    if (err < 0)
+        return err;
+    err = reg_exec(r, "BEGIN IMMEDIATE");
+    if (err < 0)
+        return err;
     err = reg_exec(r, "CREATE TABLE IF NOT EXISTS conn("
                       " pid INTEGER PRIMARY KEY," /* the connection process */
                       " start INTEGER NOT NULL,"  /* its kernel start time */
@@ -339,7 +345,7 @@ static int reg_init(struct registry *r) {
                       "CREATE TABLE IF NOT EXISTS peer("
                       " id TEXT PRIMARY KEY, count INTEGER NOT NULL,"
                       " expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
-                      "PRAGMA application_id=" /* */ "2003331939;" /* 0x77686f63 */
+                      "PRAGMA application_id=2003332963;"
                       "PRAGMA user_version=1;"
                       "COMMIT");
     if (err < 0)
@@ -347,7 +353,25 @@ static int reg_init(struct registry *r) {
     return 0;
 fail:
     sqlite3_finalize(st);
-    reg_exec(r, "ROLLBACK");
+    if (!sqlite3_get_autocommit(r->db))
+        reg_exec(r, "ROLLBACK");
+    return err;
+}
+
+/* SQLite reports the last of its open attempts (often ENOENT from a
+ * read-only retry); the directory tells the real cause far better. */
+static int reg_dir_error(const char *path, int err) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if ((size_t)snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >= sizeof dir)
+        return err;
+    if (!dir[0])
+        snprintf(dir, sizeof dir, "/");
+    if (access(dir, W_OK | X_OK) < 0)
+        return -errno;
     return err;
 }
 
@@ -362,7 +386,13 @@ static int reg_open(struct registry *r) {
     if (rc != SQLITE_OK) {
         err = reg_error(r->db, rc);
         reg_close(r);
-        return err;
+        return reg_dir_error(r->path, err);
+    }
+    /* SQLite quietly falls back to read-only when the file or file system
+     * is; then WHO could answer but nobody could register: refuse. */
+    if (sqlite3_db_readonly(r->db, "main") == 1) {
+        reg_close(r);
+        return -EROFS;
     }
     sqlite3_extended_result_codes(r->db, 1);
     sqlite3_busy_timeout(r->db, WHOCONN_BUSY_TIMEOUT_MS);
@@ -429,14 +459,13 @@ static int reg_run(struct registry *r, enum stmt_id id, long long a, long long b
  * SQLITE_BUSY_SNAPSHOT can surface half-way. */
 static int reg_write(struct registry *r, enum stmt_id id, long long a, long long b, long long c) {
     sqlite3_stmt *st;
-    /* Prepared before BEGIN: in a new file, preparing creates the schema,
-     * which reg_init() cannot do inside a transaction.  (Found by the fuzz
-     * harness: a held connection that never asked WHO failed to register
-     * in a fresh registry, forever.) */
+    /* Prepared first: a new file gets its schema outside the transaction. */
     int err = reg_stmt(r, id, &st);
 
-    if (err == 0)
-        err = reg_run(r, ST_BEGIN, 0, 0, 0);
+    if (err < 0)
+        return err;
+    err = reg_run(r, ST_BEGIN, 0, 0, 0);
+
     if (err < 0)
         return err;
     err = reg_run(r, id, a, b, c);
@@ -452,7 +481,9 @@ static int reg_write(struct registry *r, enum stmt_id id, long long a, long long
  * file system, corrupt file) is gone. */
 static int reg_fail(struct registry *r, int err, const char *what) {
     if (err != r->logged_err) {
-        log_msg(LOG_ERR, "registry %s: %s: %s", what, r->path, reg_strerror(err));
+        /* SQLite's own message says which step failed; it has no peer text. */
+        log_msg(LOG_ERR, "registry %s: %s: %s (sqlite: %s)", what, r->path, reg_strerror(err),
+                r->db ? sqlite3_errmsg(r->db) : "cannot open");
         r->logged_err = err;
     }
     reg_close(r);
@@ -465,9 +496,12 @@ static int reg_register(struct registry *r) {
     if (r->registered)
         return 0;
     err = reg_write(r, ST_INSERT, r->pid, r->start, (long long)time(NULL));
-    if (err < 0)
+    if (err < 0) {
+        r->register_failed = true;
         return reg_fail(r, err, "register");
+    }
     r->registered = true;
+    r->register_failed = false;
     r->logged_err = 0;
     return 0;
 }
@@ -492,6 +526,13 @@ static int reg_sweep(struct registry *r) {
     int err, rc;
     int64_t now = now_ms(CLOCK_BOOTTIME);
 
+    /* Prepared first: a new file gets its schema outside the transaction. */
+    static const enum stmt_id used[] = {ST_COUNT, ST_SWEPT_SET, ST_SCAN, ST_DELETE};
+    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) {
+        err = reg_stmt(r, used[i], &st);
+        if (err < 0)
+            return err;
+    }
     err = reg_run(r, ST_BEGIN, 0, 0, 0);
     if (err < 0)
         return err;
@@ -565,6 +606,13 @@ static int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
     sqlite3_stmt *st;
     int err, rc;
 
+    /* A process that could not register is missing from everyone's count:
+     * no answer is exact until the registry takes writes again. */
+    if (r->register_failed) {
+        err = reg_register(r);
+        if (err < 0)
+            return err;
+    }
     for (int pass = 0; pass < 2; pass++) {
         int64_t now = now_ms(CLOCK_BOOTTIME);
         err = reg_stmt(r, ST_COUNT, &st);

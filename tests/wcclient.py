@@ -105,7 +105,7 @@ def cmd_hold(a):
     for _ in range(a.n):
         socks.append(connect(a.port, 30))
         if a.send:
-            socks[-1].sendall(a.send.encode())
+            socks[-1].sendall(a.send.encode().decode("unicode_escape").encode("latin-1"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if a.ready:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bats
+# The systemd units as shipped: they verify cleanly and carry the settings
+# that keep the service up (see README, "Decisions").
+
+load helpers
+
+setup() {
+	mkdir -p "$BATS_TEST_TMPDIR/units"
+	for u in whoconn.socket whoconn@.service; do
+		sed -e "s|@BINDIR@|$TOP|g" "$TOP/units/$u.in" >"$BATS_TEST_TMPDIR/units/$u"
+	done
+}
+
+@test "the units pass systemd-analyze verify" {
+	cd "$BATS_TEST_TMPDIR/units"
+	run -0 --separate-stderr systemd-analyze verify --man=no ./whoconn.socket ./whoconn@.service
+	[ "$stderr" = "" ]
+}
+
+@test "the socket accepts each connection in its own process on port 4242" {
+	run -0 grep -x 'Accept=yes' "$TOP/units/whoconn.socket.in"
+	run -0 grep -x 'ListenStream=4242' "$TOP/units/whoconn.socket.in"
+}
+
+@test "the socket raises MaxConnections above the default of 64 and disables the trigger limit" {
+	run -0 grep -x 'MaxConnections=1024' "$TOP/units/whoconn.socket.in"
+	run -0 grep -x 'TriggerLimitIntervalSec=0' "$TOP/units/whoconn.socket.in"
+}
+
+@test "the service sends stderr to the journal, never to the client" {
+	run -0 grep -x 'StandardError=journal' "$TOP/units/whoconn@.service.in"
+}
+
+@test "the service keeps its runtime directory when an instance stops" {
+	run -0 grep -x 'RuntimeDirectoryPreserve=yes' "$TOP/units/whoconn@.service.in"
+}
+
+@test "make install puts the binary and units under DESTDIR with paths substituted" {
+	run -0 make -C "$TOP" --no-print-directory install DESTDIR="$BATS_TEST_TMPDIR/root" PREFIX=/usr
+	[ -x "$BATS_TEST_TMPDIR/root/usr/bin/whoconn" ]
+	run -0 grep -x 'ExecStart=/usr/bin/whoconn' "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn@.service"
+	[ -f "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn.socket" ]
+	[ -f "$BATS_TEST_TMPDIR/root/usr/lib/sysusers.d/whoconn.conf" ]
+}
