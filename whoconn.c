@@ -91,6 +91,7 @@ struct registry {
     long long start; /* our start time, in clock ticks since boot */
     bool registered;
     bool register_failed; /* then WHO retries it, and fails if it fails */
+    int watch_fd; /* the registry's directory, watched with dnotify; -1: none */
     int logged_err; /* last error logged, so a lasting fault logs once */
 };
 
@@ -600,12 +601,32 @@ rollback:
     return err;
 }
 
+/* The registry file was deleted or replaced while we held it open: our
+ * row is in an inode nobody else opens any more, and as long as we hold the
+ * old handle (and its -wal and -shm) a new file at the path cannot be
+ * opened.  Drops the handle; the caller registers again.  Costs one
+ * stat(2), so it runs on each WHO and on each change in the directory. */
+static bool reg_moved(struct registry *r) {
+    int moved = 0;
+
+    if (!r->db || sqlite3_file_control(r->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) !=
+                      SQLITE_OK || !moved)
+        return false;
+    reg_close(r);
+    if (r->registered) {
+        r->registered = false;
+        r->register_failed = true; /* so WHO re-registers before it counts */
+    }
+    return true;
+}
+
 /* The number of live connections, the caller included.  Sets *sweep_later
  * when a sweep is due but may run after the reply. */
 static int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
     sqlite3_stmt *st;
     int err, rc;
 
+    reg_moved(r);
     /* A process that could not register is missing from everyone's count:
      * no answer is exact until the registry takes writes again. */
     if (r->register_failed) {
@@ -889,6 +910,7 @@ static void session_init(struct session *s, const struct config *cfg, int out_fd
     s->out_fd = out_fd;
     s->reg.path = cfg->db;
     s->reg.pid = getpid();
+    s->reg.watch_fd = -1;
     memcpy(s->where, cfg->server_id, sizeof s->where);
     if (proc_start_time(s->reg.pid, &s->reg.start) < 0)
         s->reg.start = 0; /* no /proc: PID alone identifies the row */
@@ -897,12 +919,22 @@ static void session_init(struct session *s, const struct config *cfg, int out_fd
 static void session_free(struct session *s) {
     reg_unregister(&s->reg);
     reg_close(&s->reg);
+    if (s->reg.watch_fd >= 0)
+        close(s->reg.watch_fd);
+    s->reg.watch_fd = -1;
 }
 
 #ifndef WHOCONN_NO_MAIN
 
 static void on_signal(int sig) {
     got_signal = sig;
+}
+
+static volatile sig_atomic_t got_dir_change;
+
+static void on_dir_change(int sig) {
+    (void)sig;
+    got_dir_change = 1;
 }
 
 static void peer_name(char *buf, size_t size) {
@@ -946,6 +978,35 @@ static void drain_input(void) {
     }
 }
 
+/* Asks the kernel for a signal (SIGIO) when an entry of the registry's
+ * directory is deleted, renamed or created, so that a held connection learns of a
+ * deleted or replaced registry at once instead of polling for it: 10,000
+ * held connections cost nothing while the directory is left alone.  dnotify
+ * rather than inotify: inotify instances are limited per user (128 by
+ * default), dnotify marks are not. */
+static int reg_watch(struct registry *r) {
+    char dir[4096];
+    const char *slash = strrchr(r->path, '/');
+
+    if (r->watch_fd >= 0)
+        return 0;
+    if ((size_t)snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - r->path) : 1,
+                         slash ? r->path : ".") >= sizeof dir)
+        return -ENAMETOOLONG;
+    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* DN_CREATE too: a file moved in from another directory over the
+     * registry is a creation to dnotify, not a rename. */
+    if (fcntl(fd, F_NOTIFY, DN_DELETE | DN_RENAME | DN_CREATE | DN_MULTISHOT) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    r->watch_fd = fd;
+    return 0;
+}
+
 static void session_run(struct session *s) {
     char buf[WHOCONN_READ_BUF];
     int64_t idle_ms = (int64_t)s->cfg->idle_timeout * 1000;
@@ -961,9 +1022,17 @@ static void session_run(struct session *s) {
     sigdelset(&unblocked, SIGTERM);
     sigdelset(&unblocked, SIGINT);
     sigdelset(&unblocked, SIGHUP);
+    sigdelset(&unblocked, SIGIO);
 
     while (s->end == END_NONE) {
         now = now_ms(CLOCK_MONOTONIC);
+        if (got_dir_change) {
+            got_dir_change = 0;
+            /* Spread over the registration delay: every held connection
+             * got the same signal, and each re-registers with a write. */
+            if (reg_moved(&s->reg))
+                register_at = now + s->reg.pid % WHOCONN_REGISTER_DELAY_MS;
+        }
         int64_t wake = idle_at;
         if (!s->reg.registered && register_at < wake)
             wake = register_at;
@@ -988,8 +1057,12 @@ static void session_run(struct session *s) {
                 s->end = END_IDLE;
                 break;
             }
-            if (!s->reg.registered && now >= register_at && reg_register(&s->reg) < 0)
-                register_at = now + WHOCONN_RETRY_MS;
+            if (!s->reg.registered && now >= register_at) {
+                if (reg_register(&s->reg) < 0)
+                    register_at = now + WHOCONN_RETRY_MS;
+                else
+                    reg_watch(&s->reg); /* without it, only WHO notices a move */
+            }
             continue;
         }
         ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
@@ -1163,10 +1236,13 @@ int main(int argc, char **argv) {
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGIO);
     sigprocmask(SIG_BLOCK, &block, NULL); /* delivered only inside ppoll() */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = on_dir_change; /* dnotify, see reg_watch() */
+    sigaction(SIGIO, &sa, NULL);
 
     int64_t t0 = now_ms(CLOCK_MONOTONIC);
     peer_name(peer, sizeof peer); /* now: a reset peer has no name later */

@@ -80,11 +80,7 @@ check-asan: $(ROBUST_DIR)/whoconn-asan units/whoconn@.service units/whoconn.sock
 	@rm -rf $(dir $(SAN_LOG)) && mkdir -p $(dir $(SAN_LOG))
 	WHOCONN_BIN=$(ROBUST_DIR)/whoconn-asan WHOCONN_SANITIZED=1 \
 		bats --print-output-on-failure $(ASAN_SUITES)
-	@if ls $(dir $(SAN_LOG)) | grep -q .; then \
-		echo "check-asan: sanitizer reports:" >&2; \
-		cat $(dir $(SAN_LOG))/* >&2; exit 1; \
-	fi
-	@echo "check-asan: no sanitizer report"
+	robust/san-reports.sh $(dir $(SAN_LOG))
 
 # Valgrind runs the normal build, as installed: one session with every
 # command and every error, one held long enough to register and be swept,
