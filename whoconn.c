@@ -106,8 +106,11 @@ struct registry {
     int lockfd[WHOCONN_LOCK_SHARDS]; /* -1: not open yet */
     bool registered;
     bool register_failed; /* then WHO retries it, and fails if it fails */
-    int logged_err;
-    unsigned long failures; /* failed operations, for whoconn_registry_errors_total */ /* last error logged, so a lasting fault logs once */
+    int watch_fd; /* the registry's directory, watched with dnotify; -1: none */
+    dev_t reg_dev; /* the registry file our row is in, to notice a new one */
+    ino_t reg_ino;
+    int logged_err; /* last error logged, so a lasting fault logs once */
+    unsigned long failures; /* failed operations, for whoconn_registry_errors_total */
 };
 
 static const struct {
@@ -580,6 +583,14 @@ static int reg_open(struct registry *r) {
     }
     sqlite3_extended_result_codes(r->db, 1);
     sqlite3_busy_timeout(r->db, WHOCONN_BUSY_TIMEOUT_MS);
+    /* Keep -wal and -shm when the last connection closes, and do not
+     * checkpoint then: sequential sessions would each pay a checkpoint and
+     * the unlink and re-creation of both files, and every held connection
+     * watching the directory (reg_watch()) would be woken for nothing.
+     * SQLite's auto-checkpoint on commit keeps the WAL short. */
+    int one = 1;
+    sqlite3_file_control(r->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+    sqlite3_db_config(r->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     /* The registry is per boot and rebuilt by sweeping: durability across
      * power loss buys nothing, so commits need not fsync. */
     err = reg_exec(r, "PRAGMA synchronous=OFF");
@@ -607,8 +618,10 @@ static int reg_stmt(struct registry *r, enum stmt_id id, sqlite3_stmt **ret) {
             rc = sqlite3_prepare_v3(r->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
                                     &r->st[id], NULL);
         }
-        if (rc != SQLITE_OK)
-            return reg_error(r->db, rc);
+        if (rc != SQLITE_OK) {
+            err = reg_error(r->db, rc);
+            return err < 0 ? err : -EIO; /* callers use *ret unless < 0 */
+        }
     }
     sqlite3_reset(r->st[id]);
     sqlite3_clear_bindings(r->st[id]);
@@ -698,6 +711,11 @@ static int reg_register(struct registry *r) {
     if (err < 0) {
         r->register_failed = true;
         return reg_fail(r, err, "register");
+    }
+    struct stat st;
+    if (stat(r->path, &st) == 0) { /* the file our row is in, for reg_moved() */
+        r->reg_dev = st.st_dev;
+        r->reg_ino = st.st_ino;
     }
     r->registered = true;
     r->register_failed = false;
@@ -801,12 +819,57 @@ rollback:
     return err;
 }
 
+/* Whether path names the same file as fd. */
+static bool same_file(const char *path, int fd) {
+    struct stat a, b;
+
+    return fd >= 0 && stat(path, &a) == 0 && fstat(fd, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+/* The registry file (or our lock file) was deleted or replaced: our row is
+ * in a file nobody opens any more, or our lock where no sweep looks, and
+ * an open handle would keep the old -wal and -shm alive.  Drops them; the
+ * caller registers again.  A few stat(2)s: run on each change in the
+ * registry's directory (dnotify), and by WHO when a handle is open. */
+static bool reg_moved(struct registry *r) {
+    int has_moved = 0;
+    bool moved = false;
+    char lock[4096];
+    struct stat st;
+
+    if (r->db && sqlite3_file_control(r->db, "main", SQLITE_FCNTL_HAS_MOVED, &has_moved) ==
+                     SQLITE_OK && has_moved) {
+        reg_close(r);
+        moved = true;
+    }
+    if (r->registered) {
+        snprintf(lock, sizeof lock, "%s" WHOCONN_LOCKS_SUFFIX "/%02u", r->path,
+                 (unsigned)(r->pid % WHOCONN_LOCK_SHARDS));
+        if (stat(r->path, &st) < 0 || st.st_dev != r->reg_dev || st.st_ino != r->reg_ino ||
+            !same_file(lock, r->lockfd[r->pid % WHOCONN_LOCK_SHARDS]))
+            moved = true;
+    }
+    if (moved && r->registered) {
+        reg_close(r);
+        for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
+            if (r->lockfd[i] >= 0) {
+                close(r->lockfd[i]);
+                r->lockfd[i] = -1;
+            }
+        r->registered = false;
+        r->register_failed = true; /* so WHO re-registers before it counts */
+    }
+    return moved;
+}
+
 /* The number of live connections, the caller included.  Sets *sweep_later
  * when a sweep is due but may run after the reply. */
 static int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
     sqlite3_stmt *st;
     int err, rc;
 
+    reg_moved(r);
     /* A process that could not register is missing from everyone's count:
      * no answer is exact until the registry takes writes again. */
     if (r->register_failed) {
@@ -1101,6 +1164,7 @@ static void session_init(struct session *s, const struct config *cfg, int out_fd
     s->reg.pid = getpid();
     for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
         s->reg.lockfd[i] = -1;
+    s->reg.watch_fd = -1;
     memcpy(s->where, cfg->server_id, sizeof s->where);
 }
 
@@ -1110,6 +1174,9 @@ static void session_free(struct session *s) {
     for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
         if (s->reg.lockfd[i] >= 0)
             close(s->reg.lockfd[i]);
+    if (s->reg.watch_fd >= 0)
+        close(s->reg.watch_fd);
+    s->reg.watch_fd = -1;
 }
 
 /* ---- metrics --------------------------------------------------------- */
@@ -1175,6 +1242,13 @@ static void on_signal(int sig) {
     got_signal = sig;
 }
 
+static volatile sig_atomic_t got_dir_change;
+
+static void on_dir_change(int sig) {
+    (void)sig;
+    got_dir_change = 1;
+}
+
 struct peer {
     char addr[INET6_ADDRSTRLEN]; /* "stdin" when fd 0 is no socket */
     unsigned port;
@@ -1182,7 +1256,7 @@ struct peer {
 };
 
 static void peer_get(struct peer *p) {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0}; /* getpeername() may fill only part */
     socklen_t len = sizeof ss;
 
     memset(p, 0, sizeof *p);
@@ -1258,6 +1332,35 @@ static void drain_input(void) {
     }
 }
 
+/* Asks the kernel for a signal (SIGIO) when an entry of the registry's
+ * directory is deleted, renamed or created, so that a held connection learns of a
+ * deleted or replaced registry at once instead of polling for it: 10,000
+ * held connections cost nothing while the directory is left alone.  dnotify
+ * rather than inotify: inotify instances are limited per user (128 by
+ * default), dnotify marks are not. */
+static int reg_watch(struct registry *r) {
+    char dir[4096];
+    const char *slash = strrchr(r->path, '/');
+
+    if (r->watch_fd >= 0)
+        return 0;
+    if ((size_t)snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - r->path) : 1,
+                         slash ? r->path : ".") >= sizeof dir)
+        return -ENAMETOOLONG;
+    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* DN_CREATE too: a file moved in from another directory over the
+     * registry is a creation to dnotify, not a rename. */
+    if (fcntl(fd, F_NOTIFY, DN_DELETE | DN_RENAME | DN_CREATE | DN_MULTISHOT) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    r->watch_fd = fd;
+    return 0;
+}
+
 static void session_run(struct session *s) {
     char buf[WHOCONN_READ_BUF];
     int64_t idle_ms = (int64_t)s->cfg->idle_timeout * 1000;
@@ -1273,9 +1376,17 @@ static void session_run(struct session *s) {
     sigdelset(&unblocked, SIGTERM);
     sigdelset(&unblocked, SIGINT);
     sigdelset(&unblocked, SIGHUP);
+    sigdelset(&unblocked, SIGIO);
 
     while (s->end == END_NONE) {
         now = now_ms(CLOCK_MONOTONIC);
+        if (got_dir_change) {
+            got_dir_change = 0;
+            /* Spread over the registration delay: every held connection
+             * got the same signal, and each re-registers with a write. */
+            if (reg_moved(&s->reg))
+                register_at = now + s->reg.pid % WHOCONN_REGISTER_DELAY_MS;
+        }
         int64_t wake = idle_at;
         if (!s->reg.registered && register_at < wake)
             wake = register_at;
@@ -1300,8 +1411,12 @@ static void session_run(struct session *s) {
                 s->end = END_IDLE;
                 break;
             }
-            if (!s->reg.registered && now >= register_at && reg_register(&s->reg) < 0)
-                register_at = now + WHOCONN_RETRY_MS;
+            if (!s->reg.registered && now >= register_at) {
+                if (reg_register(&s->reg) < 0)
+                    register_at = now + WHOCONN_RETRY_MS;
+                else
+                    reg_watch(&s->reg); /* without it, only WHO notices a move */
+            }
             continue;
         }
         ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
@@ -1477,10 +1592,13 @@ int main(int argc, char **argv) {
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGIO);
     sigprocmask(SIG_BLOCK, &block, NULL); /* delivered only inside ppoll() */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = on_dir_change; /* dnotify, see reg_watch() */
+    sigaction(SIGIO, &sa, NULL);
 
     int64_t t0 = now_us(CLOCK_MONOTONIC);
     peer_get(&peer); /* now: a reset peer has no name later */

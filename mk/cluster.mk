@@ -40,11 +40,13 @@ install-cluster: whoconn-sync
 	$(SUBST) units/whoconn-sync.service.in > $(DESTDIR)$(UNITDIR)/whoconn-sync.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/whoconn-sync.service
 	install -D -m 0644 units/cluster.conf.example $(DESTDIR)$(PREFIX)/share/doc/whoconn/cluster.conf.example
+	install -D -m 0644 man/whoconn-sync.8 $(DESTDIR)$(MANDIR)/man8/whoconn-sync.8
 
 uninstall: uninstall-cluster
 uninstall-cluster:
 	rm -f $(DESTDIR)$(BINDIR)/whoconn-sync $(DESTDIR)$(UNITDIR)/whoconn-sync.service \
-	      $(DESTDIR)$(PREFIX)/share/doc/whoconn/cluster.conf.example
+	      $(DESTDIR)$(PREFIX)/share/doc/whoconn/cluster.conf.example \
+	      $(DESTDIR)$(MANDIR)/man8/whoconn-sync.8
 
 clean: clean-cluster
 clean-cluster:
