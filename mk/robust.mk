@@ -75,7 +75,7 @@ check-fuzz: $(ROBUST_DIR)/whoconn-fuzz
 fuzz-replay: $(ROBUST_DIR)/whoconn-fuzz
 	FUZZ_TMPDIR=$(FUZZ_TMPDIR) $(ROBUST_DIR)/whoconn-fuzz -runs=0 fuzz/corpus
 
-check-asan: $(ROBUST_DIR)/whoconn-asan units/whoconn@.service units/whoconn.socket
+check-asan: $(ROBUST_DIR)/whoconn-asan
 	@scripts/ensure-deps $(DEPS_CHECK)
 	@rm -rf $(dir $(SAN_LOG)) && mkdir -p $(dir $(SAN_LOG))
 	WHOCONN_BIN=$(ROBUST_DIR)/whoconn-asan WHOCONN_SANITIZED=1 \
