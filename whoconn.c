@@ -126,7 +126,6 @@ static const struct {
     [END_BAD_BYTE] = {"invalid-byte", WHOCONN_EXIT_PROTOCOL},
     [END_RESET] = {"reset", WHOCONN_EXIT_IO},
     [END_SIGNAL] = {"signal", WHOCONN_EXIT_SIGNAL},
-    [END_NOMEM] = {"out-of-memory", WHOCONN_EXIT_SOFTWARE},
 };
 
 struct session {
@@ -1340,8 +1339,6 @@ static void metrics_session(struct whoconn_metrics *m, const struct session *s, 
     metrics_add(&m->duration_sum_us, (uint64_t)(duration_us > 0 ? duration_us : 0));
 }
 
-#ifndef WHOCONN_NO_MAIN
-
 /* inetd and xinetd hand the connection to fd 2 as well: then anything we
  * log would reach the client, so stderr goes to /dev/null instead.  Under
  * systemd, fd 2 is the journal if $JOURNAL_STREAM says so (its dev:ino). */
@@ -1364,6 +1361,8 @@ static void stderr_setup(void) {
     stderr_journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
                      dev == (unsigned long long)err.st_dev && ino == (unsigned long long)err.st_ino;
 }
+
+#ifndef WHOCONN_NO_MAIN
 
 static void on_signal(int sig) {
     got_signal = sig;

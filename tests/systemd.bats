@@ -431,6 +431,7 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	hold 2
 	wait_nconnections 2
 	run -0 client wait-who 3
+	wait_nconnections 2 # the asker's instance is gone too (journal grace)
 	for pid in $(instance_pids); do
 		run -0 inside ps -o user=,args= -p "$pid"
 		[ "$output" = "whoconn  /usr/bin/whoconn" ]
