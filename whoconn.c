@@ -565,7 +565,8 @@ static int reg_install(const char *tmp, const char *path) {
         return -ENAMETOOLONG;
     if (mkdir(lock, 0700) < 0 && errno != EEXIST)
         return -errno;
-    strcat(lock, "/create");
+    size_t len = strlen(lock);
+    snprintf(lock + len, sizeof lock - len, "/create");
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -errno;
@@ -1358,8 +1359,16 @@ static void stderr_setup(void) {
         }
         return;
     }
-    stderr_journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
-                     dev == (unsigned long long)err.st_dev && ino == (unsigned long long)err.st_ino;
+    if (!js)
+        return;
+    char *end;
+    errno = 0;
+    dev = strtoull(js, &end, 10);
+    if (errno || *end != ':')
+        return;
+    ino = strtoull(end + 1, &end, 10);
+    stderr_journal = !errno && !*end && dev == (unsigned long long)err.st_dev &&
+                     ino == (unsigned long long)err.st_ino;
 }
 
 #ifndef WHOCONN_NO_MAIN
