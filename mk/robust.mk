@@ -42,7 +42,7 @@ deps-robust:
 
 $(ROBUST_DIR)/whoconn-fuzz: fuzz/fuzz_session.c whoconn.c whoconn.h whoconn-seccomp.h | deps-robust
 	@mkdir -p $(@D)
-	$(SAN_CC) $(SAN_CFLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_session.c \
+	$(SAN_CC) $(SAN_CFLAGS) -Wno-unused-function -fsanitize=fuzzer -o $@ fuzz/fuzz_session.c \
 		$(LDLIBS) -ldl
 
 $(ROBUST_DIR)/whoconn-asan: whoconn.c whoconn.h whoconn-seccomp.h robust/sanitizer-options.c | deps-robust
