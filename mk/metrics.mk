@@ -1,0 +1,57 @@
+# whoconn-metrics: the Prometheus endpoint (docs/metrics.md).
+# `make` builds it beside whoconn, `make install` installs it and its units,
+# `make check` runs tests/metrics.bats (through `bats tests/`) and then
+# check-metrics: the alert rules and the label names shared with whoconn.c.
+# `make metrics-cost` measures what the counters add to a connection.
+
+METRICS_UNITS = whoconn-metrics.socket whoconn-metrics@.service
+# promtool and the Prometheus server for the tests; valgrind for metrics-cost.
+DEPS_CHECK += prometheus
+DEPS_METRICS_COST = valgrind
+
+all: whoconn-metrics
+check: whoconn-metrics
+install: install-metrics
+uninstall: uninstall-metrics
+clean: clean-metrics
+
+whoconn-metrics: whoconn-metrics.c whoconn.h | deps-build
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ whoconn-metrics.c $(LDLIBS)
+
+install-metrics: whoconn-metrics
+	install -D -m 0755 whoconn-metrics $(DESTDIR)$(BINDIR)/whoconn-metrics
+	install -d $(DESTDIR)$(UNITDIR)
+	for u in $(METRICS_UNITS); do \
+		$(SUBST) units/$$u.in > $(DESTDIR)$(UNITDIR)/$$u && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+
+uninstall-metrics:
+	rm -f $(DESTDIR)$(BINDIR)/whoconn-metrics
+	for u in $(METRICS_UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
+
+clean-metrics:
+	rm -f whoconn-metrics tests/metrics-names
+
+CHECK_TARGETS += check-metrics
+
+# The alert rules load and their unit tests pass; whoconn.c names every
+# disconnect reason exactly as the metrics label does.
+check-metrics: tests/metrics-names
+	@scripts/ensure-deps prometheus
+	promtool check rules contrib/prometheus/whoconn.rules.yml
+	cd contrib/prometheus && promtool test rules whoconn.rules.test.yml
+	tests/metrics-names
+
+# whoconn.c compiled without its main(), to compare its end_info table.
+tests/metrics-names: tests/metrics-names.c whoconn.c whoconn.h | deps-build
+	$(CC) $(CFLAGS) -Wno-unused-function -I. $(LDFLAGS) -o $@ tests/metrics-names.c $(LDLIBS)
+
+# Instructions one `WHY` session executes (callgrind, user space) with the
+# counters and with the two metrics calls removed, and the system calls of
+# each.  Single-threaded and short; see docs/metrics.md for the result.
+metrics-cost: whoconn
+	@scripts/ensure-deps $(DEPS_METRICS_COST) strace
+	@scripts/metrics-cost
+
+.PHONY: install-metrics uninstall-metrics clean-metrics check-metrics metrics-cost
