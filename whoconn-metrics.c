@@ -460,7 +460,9 @@ static int count_live(sqlite3 *db, const char *dbpath, long long *ret) {
     if ((size_t)snprintf(path, sizeof path, "%s" WHOCONN_LOCKS_SUFFIX "/00", dbpath) >= sizeof path)
         return -ENAMETOOLONG;
     rc = sqlite3_prepare_v2(db, "SELECT pid FROM conn", -1, &st, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
         long long pid = sqlite3_column_int64(st, 0);
         unsigned shard = (unsigned)(pid % WHOCONN_LOCK_SHARDS);
         if (pid < 0)
@@ -502,7 +504,9 @@ static int read_peers(sqlite3 *db, struct snapshot *s) {
                                 has ? "SELECT id, count, expires_ms, updated_ms FROM peer ORDER BY id"
                                     : "SELECT id, count, expires_ms, NULL FROM peer ORDER BY id",
                                 -1, &st, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
         const unsigned char *id = sqlite3_column_text(st, 0);
         int64_t expires = sqlite3_column_int64(st, 2);
         if (expires > s->now_ms)
