@@ -7,7 +7,7 @@
 METRICS_UNITS = whoconn-metrics.socket whoconn-metrics@.service
 # promtool and the Prometheus server for the tests; valgrind for metrics-cost.
 DEPS_CHECK += prometheus
-DEPS_METRICS_COST = valgrind
+DEPS_METRICS_COST = valgrind strace
 
 all: whoconn-metrics
 check: whoconn-metrics
@@ -31,7 +31,7 @@ uninstall-metrics:
 	for u in $(METRICS_UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 
 clean-metrics:
-	rm -f whoconn-metrics tests/metrics-names
+	rm -f whoconn-metrics tests/metrics-names whoconn-nometrics whoconn-nometrics.c
 
 CHECK_TARGETS += check-metrics
 
@@ -48,10 +48,16 @@ tests/metrics-names: tests/metrics-names.c whoconn.c whoconn.h | deps-build
 	$(CC) $(CFLAGS) -Wno-unused-function -I. $(LDFLAGS) -o $@ tests/metrics-names.c $(LDLIBS)
 
 # Instructions one `WHY` session executes (callgrind, user space) with the
-# counters and with the two metrics calls removed, and the system calls of
+# counters and with the metrics_map() call removed, and the system calls of
 # each.  Single-threaded and short; see docs/metrics.md for the result.
-metrics-cost: whoconn
-	@scripts/ensure-deps $(DEPS_METRICS_COST) strace
-	@scripts/metrics-cost
+METRICS_CALL = struct whoconn_metrics \*m = metrics_map(cfg.db);
+metrics-cost: whoconn whoconn-nometrics
+	@scripts/ensure-deps $(DEPS_METRICS_COST)
+	@scripts/metrics-cost ./whoconn ./whoconn-nometrics
+
+whoconn-nometrics: whoconn.c whoconn.h | deps-build
+	@grep -q '$(METRICS_CALL)' whoconn.c || { echo "whoconn.c no longer has: $(METRICS_CALL)" >&2; exit 1; }
+	sed -e 's/$(METRICS_CALL)/struct whoconn_metrics *m = NULL;/' whoconn.c > $@.c
+	$(CC) $(CFLAGS) -Wno-unused-function -I. $(LDFLAGS) -o $@ $@.c $(LDLIBS)
 
 .PHONY: install-metrics uninstall-metrics clean-metrics check-metrics metrics-cost
