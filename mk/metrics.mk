@@ -31,7 +31,7 @@ uninstall-metrics:
 	for u in $(METRICS_UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 
 clean-metrics:
-	rm -f whoconn-metrics tests/metrics-names whoconn-nometrics whoconn-nometrics.c
+	rm -f whoconn-metrics tests/metrics-names whoconn-nometrics whoconn-nometrics.c scripts/metrics-syscost
 
 CHECK_TARGETS += check-metrics
 
@@ -51,9 +51,13 @@ tests/metrics-names: tests/metrics-names.c whoconn.c whoconn.h | deps-build
 # counters and with the metrics_map() call removed, and the system calls of
 # each.  Single-threaded and short; see docs/metrics.md for the result.
 METRICS_CALL = struct whoconn_metrics \*m = metrics_map(cfg.db);
-metrics-cost: whoconn whoconn-nometrics
+metrics-cost: whoconn whoconn-nometrics scripts/metrics-syscost
 	@scripts/ensure-deps $(DEPS_METRICS_COST)
 	@scripts/metrics-cost ./whoconn ./whoconn-nometrics
+	@scripts/metrics-syscost /dev/shm/whoconn-metrics-syscost.$$$$
+
+scripts/metrics-syscost: scripts/metrics-syscost.c whoconn.h | deps-build
+	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ scripts/metrics-syscost.c
 
 whoconn-nometrics: whoconn.c whoconn.h | deps-build
 	@grep -q '$(METRICS_CALL)' whoconn.c || { echo "whoconn.c no longer has: $(METRICS_CALL)" >&2; exit 1; }
