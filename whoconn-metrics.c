@@ -78,6 +78,9 @@ static const struct {
     [ST_BAD_VERSION] = {505, "HTTP Version Not Supported", WHOCONN_EXIT_PROTOCOL},
 };
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 #define METRICS_PATH "/metrics"
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -309,7 +312,7 @@ static enum status parse_request(struct request *rq) {
     /* absolute-form (RFC 9112 3.2.2): only the path matters to us. */
     if (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0) {
         char *slash = strchr(strstr(target, "//") + 2, '/');
-        target = slash ? slash : "/";
+        target = slash ? slash : target + strlen(target); /* no path: 404 */
     }
     target[strcspn(target, "?#")] = '\0';
     rq->method = method;
@@ -491,7 +494,7 @@ static int count_live(sqlite3 *db, const char *dbpath, long long *ret) {
 }
 
 /* Peers by state, and the first WHOCONN_METRICS_PEERS_MAX of them by id.
- * updated_ms is optional (see docs/metrics.md): older registries lack it. */
+ * updated_ms is optional, added by the cluster agent (docs/metrics.md). */
 static int read_peers(sqlite3 *db, struct snapshot *s) {
     sqlite3_stmt *st = NULL;
     long long has = 0;
@@ -605,7 +608,8 @@ static void write_metrics(FILE *f, const struct snapshot *s) {
 
     if (!s->registry_err) {
         help_type(f, "whoconn_connections", "gauge",
-                  "Connections registered now (a connection registers 250 ms after it starts).");
+                  "Connections registered now (a connection registers " STR(WHOCONN_REGISTER_DELAY_MS)
+                  " ms after it starts).");
         fprintf(f, "whoconn_connections %lld\n", s->connections);
 
         help_type(f, "whoconn_peers", "gauge", "Cluster peers in the registry, by state.");

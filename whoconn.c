@@ -352,13 +352,10 @@ static int reg_init(struct registry *r) {
                       " key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
                       /* Cluster mode: other servers' counts, mirrored by
                        * whoconn-sync.  A row counts until expires_ms
-                       * (CLOCK_BOOTTIME), so a dead agent's data ages out.
-                       * updated_ms (CLOCK_BOOTTIME, nullable, absent in
-                       * older files) is when the count was last refreshed:
-                       * whoconn_peer_count_age_seconds, docs/metrics.md. */
+                       * (CLOCK_BOOTTIME), so a dead agent's data ages out. */
                       "CREATE TABLE IF NOT EXISTS peer("
                       " id TEXT PRIMARY KEY, count INTEGER NOT NULL,"
-                      " expires_ms INTEGER NOT NULL, updated_ms INTEGER) WITHOUT ROWID;"
+                      " expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
                       "PRAGMA application_id=2003332963;"
                       "PRAGMA user_version=1;"
                       "COMMIT");

@@ -60,6 +60,13 @@ metric() {
 # added its session to the counters.
 sessions_done() { wait_for_children 0; }
 
+# with_updated_ms - adds the optional peer.updated_ms column to the registry
+# $DB (created by a WHO session first), as the cluster agent does.
+with_updated_ms() {
+	printf 'WHO\n' | WHOCONN_DB="$DB" "$WHOCONN" >/dev/null 2>&1
+	sqlite3 "$DB" 'ALTER TABLE peer ADD COLUMN updated_ms INTEGER'
+}
+
 boottime_ms() { python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000))'; }
 
 # expect_error CODE REASON - $output is exactly that error answer.
@@ -129,6 +136,12 @@ expect_error() {
 	start_metrics
 	run -0 http 'GET /metrics?name[]=whoconn_connections HTTP/1.1\r\nHost: h\r\n\r\n'
 	[ "${lines[0]}" = "HTTP/1.1 200 OK" ]
+}
+
+@test "an absolute-form target without a path gets 404 Not Found" {
+	start_metrics
+	run -0 --keep-empty-lines http 'GET http://127.0.0.1:9242 HTTP/1.1\r\nHost: 127.0.0.1:9242\r\n\r\n'
+	expect_error 404 "Not Found"
 }
 
 @test "an absolute-form target for /metrics is answered" {
@@ -358,6 +371,7 @@ expect_error() {
 	start_server
 	run -0 client send 'WHY\nWHO\nbogus\n'
 	sessions_done
+	with_updated_ms
 	now=$(boottime_ms)
 	sqlite3 "$DB" "INSERT INTO peer VALUES('6b2f0ed4-5a91-4c37-a81d-93c47e05b26f', 7, $((now + 10000)), $now),
 		('0f0f0f0f-5a91-4c37-a81d-93c47e05b26f', 2, $((now - 1000)), $((now - 20000)))"
@@ -505,7 +519,7 @@ baseline() {
 }
 
 @test "cluster peers are counted by state, with each peer's count, expiry and age" {
-	printf 'WHO\n' | WHOCONN_DB="$DB" "$WHOCONN" >/dev/null 2>&1
+	with_updated_ms
 	now=$(boottime_ms)
 	sqlite3 "$DB" "INSERT INTO peer VALUES('aaaa', 5, $((now + 60000)), $((now - 2000))),
 		('bbbb', 3, $((now - 5000)), $((now - 40000))), ('cccc', 1, $((now + 60000)), NULL)"
@@ -525,7 +539,7 @@ baseline() {
 @test "a registry without the updated_ms column still lists its peers, without an age" {
 	printf 'WHO\n' | WHOCONN_DB="$DB" "$WHOCONN" >/dev/null 2>&1
 	now=$(boottime_ms)
-	sqlite3 "$DB" "ALTER TABLE peer DROP COLUMN updated_ms; INSERT INTO peer VALUES('aaaa', 5, $((now + 60000)))"
+	sqlite3 "$DB" "INSERT INTO peer VALUES('aaaa', 5, $((now + 60000)))"
 	scrape >"$BATS_TEST_TMPDIR/m"
 	grep -x 'whoconn_peers{state="alive"} 1' "$BATS_TEST_TMPDIR/m"
 	grep -x 'whoconn_peer_connections{peer="aaaa"} 5' "$BATS_TEST_TMPDIR/m"
@@ -536,7 +550,7 @@ baseline() {
 }
 
 @test "a peer id that is not a plain label value is counted but not listed" {
-	printf 'WHO\n' | WHOCONN_DB="$DB" "$WHOCONN" >/dev/null 2>&1
+	with_updated_ms
 	now=$(boottime_ms)
 	sqlite3 "$DB" "INSERT INTO peer VALUES('bad\"id', 5, $((now + 60000)), $now),
 		(char(10), 1, $((now + 60000)), $now), ('$(printf 'p%.0s' $(seq 129))', 1, $((now + 60000)), $now)"
@@ -546,7 +560,7 @@ baseline() {
 }
 
 @test "at most 256 peers are listed one by one; all are counted" {
-	printf 'WHO\n' | WHOCONN_DB="$DB" "$WHOCONN" >/dev/null 2>&1
+	with_updated_ms
 	now=$(boottime_ms)
 	sqlite3 "$DB" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
 		INSERT INTO peer SELECT printf('peer-%03d', i), 1, $((now + 60000)), $now FROM n"
