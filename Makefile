@@ -61,10 +61,12 @@ install: whoconn
 	$(SUBST) units/whoconn@.service.in > $(DESTDIR)$(UNITDIR)/whoconn@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/whoconn.socket $(DESTDIR)$(UNITDIR)/whoconn@.service
 	install -m 0644 units/whoconn.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
+	install -D -m 0644 man/whoconn.8 $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/whoconn $(DESTDIR)$(UNITDIR)/whoconn.socket \
-	      $(DESTDIR)$(UNITDIR)/whoconn@.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
+	      $(DESTDIR)$(UNITDIR)/whoconn@.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf \
+	      $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 clean:
 	rm -f whoconn

@@ -69,6 +69,13 @@
 #define WHOCONN_DRAIN_MS 200
 #define WHOCONN_DRAIN_MAX 65536
 
+/* Most fields in one structured journal entry. */
+#define WHOCONN_JOURNAL_FIELDS 12
+
+/* After its journal entry a process waits this long before exiting, so
+ * journald can still read its unit from /proc (see log_session()). */
+#define WHOCONN_JOURNAL_GRACE_MS 20
+
 /* Peer text quoted in a log line is cut to this many bytes. */
 #define WHOCONN_LOG_PEER_TEXT 32
 

@@ -44,7 +44,7 @@ check-metrics: tests/metrics-names
 	tests/metrics-names
 
 # whoconn.c compiled without its main(), to compare its end_info table.
-tests/metrics-names: tests/metrics-names.c whoconn.c whoconn.h | deps-build
+tests/metrics-names: tests/metrics-names.c whoconn.c whoconn.h whoconn-seccomp.h | deps-build
 	$(CC) $(CFLAGS) -Wno-unused-function -I. $(LDFLAGS) -o $@ tests/metrics-names.c $(LDLIBS)
 
 # Instructions one `WHY` session executes (callgrind, user space) with the
@@ -59,7 +59,7 @@ metrics-cost: whoconn whoconn-nometrics scripts/metrics-syscost
 scripts/metrics-syscost: scripts/metrics-syscost.c whoconn.h | deps-build
 	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ scripts/metrics-syscost.c
 
-whoconn-nometrics: whoconn.c whoconn.h | deps-build
+whoconn-nometrics: whoconn.c whoconn.h whoconn-seccomp.h | deps-build
 	@grep -q '$(METRICS_CALL)' whoconn.c || { echo "whoconn.c no longer has: $(METRICS_CALL)" >&2; exit 1; }
 	sed -e 's/$(METRICS_CALL)/struct whoconn_metrics *m = NULL;/' whoconn.c > $@.c
 	$(CC) $(CFLAGS) -Wno-unused-function -I. $(LDFLAGS) -o $@ $@.c $(LDLIBS)

@@ -161,3 +161,12 @@ teardown() {
 	run grep 'registry' "$BATS_TEST_TMPDIR/server.log"
 	[ "$output" = "" ]
 }
+
+@test "a dead row that holds the asker's own PID is not counted twice" {
+	run -0 stdio 'WHO\n' # creates the registry
+	db="$BATS_TEST_TMPDIR/registry.db"
+	now=$(python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_BOOTTIME)*1000))')
+	# no sweep is due, and a stale row carries the PID the next session runs as
+	run -0 bash -c "sqlite3 $db \"INSERT OR REPLACE INTO meta VALUES('swept', $now); INSERT INTO conn VALUES(\$\$, 0)\"; WHOCONN_DB=$db exec $WHOCONN <<<WHO 2>/dev/null"
+	[ "$output" = 1 ]
+}

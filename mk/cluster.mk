@@ -1,0 +1,62 @@
+# Cluster mode: the whoconn-sync agent, its unit, and the three-server
+# fault tests (tests/cluster.bats, run by `bats tests/` in `make check`).
+# See DESIGN.md and docs/cluster.md.
+
+SYNC_PKGS = libsystemd sqlite3 uuid libcurl jansson libcrypto
+# The agent is one long-running process: unlike whoconn, it may link
+# shared libraries freely.  whoconn.c is compiled into it (WHOCONN_NO_MAIN)
+# for the registry helpers; the connection-only functions go unused.
+SYNC_CFLAGS = $(shell pkg-config --cflags $(SYNC_PKGS) 2>/dev/null) -Wno-unused-function
+SYNC_LDLIBS = $(shell pkg-config --libs $(SYNC_PKGS) 2>/dev/null) -lm
+
+DEPS_CLUSTER_BUILD = libcurl4-openssl-dev libjansson-dev libssl-dev
+# etcd-server also ships a default etcd.service that starts on install
+# where systemd runs; the tests never use it (their members live in
+# network namespaces of their own).
+DEPS_CLUSTER_CHECK = etcd-server etcd-client iproute2 python3 systemd
+
+all: whoconn-sync
+# make check runs `bats tests/` before CHECK_TARGETS, and tests/cluster.bats
+# is in there: the agent and etcd must be ready before, as prerequisites.
+check: whoconn-sync deps-cluster-check
+
+whoconn-sync: whoconn-sync.c whoconn.c whoconn.h whoconn-seccomp.h | deps-cluster-build
+	$(CC) $(CFLAGS) $(SYNC_CFLAGS) $(LDFLAGS) -o $@ whoconn-sync.c $(SYNC_LDLIBS)
+
+deps-cluster-build: deps-build
+	@scripts/ensure-deps $(DEPS_CLUSTER_BUILD)
+
+deps-cluster-check:
+	@scripts/ensure-deps $(DEPS_CLUSTER_CHECK)
+
+# One scenario run outside make check (the suite is also in `bats tests/`).
+check-cluster: whoconn whoconn-sync deps-cluster-check
+	bats --print-output-on-failure tests/cluster.bats
+
+install: install-cluster
+install-cluster: whoconn-sync
+	install -D -m 0755 whoconn-sync $(DESTDIR)$(BINDIR)/whoconn-sync
+	install -d $(DESTDIR)$(UNITDIR)
+	$(SUBST) units/whoconn-sync.service.in > $(DESTDIR)$(UNITDIR)/whoconn-sync.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/whoconn-sync.service
+	install -D -m 0644 units/cluster.conf.example $(DESTDIR)$(PREFIX)/share/doc/whoconn/cluster.conf.example
+	install -D -m 0644 man/whoconn-sync.8 $(DESTDIR)$(MANDIR)/man8/whoconn-sync.8
+
+uninstall: uninstall-cluster
+uninstall-cluster:
+	rm -f $(DESTDIR)$(BINDIR)/whoconn-sync $(DESTDIR)$(UNITDIR)/whoconn-sync.service \
+	      $(DESTDIR)$(PREFIX)/share/doc/whoconn/cluster.conf.example \
+	      $(DESTDIR)$(MANDIR)/man8/whoconn-sync.8
+
+clean: clean-cluster
+clean-cluster:
+	rm -f whoconn-sync
+
+.PHONY: deps-cluster-build deps-cluster-check check-cluster \
+        install-cluster uninstall-cluster clean-cluster
+
+# Convergence and failover times over several runs (bench/cluster-RESULTS.md).
+bench-cluster: whoconn whoconn-sync deps-cluster-check
+	bench/cluster.sh $(CLUSTER_RUNS)
+CLUSTER_RUNS ?= 5
+.PHONY: bench-cluster

@@ -1,0 +1,128 @@
+# Robustness: fuzzing, sanitizers, valgrind, linters (docs/robustness.md).
+#
+#   make fuzz [FUZZ_SECONDS=600]  libFuzzer over the whole request path
+#   make check-fuzz               the same, bounded (FUZZ_CHECK_SECONDS)
+#   make check-asan               every protocol suite against ASan+UBSan
+#   make check-valgrind           sessions under valgrind, no error no leak
+#   make check-lint               clang-tidy and cppcheck, configured here
+#
+# The fault-injection battery is tests/faults.bats: `bats tests/` runs it.
+
+ROBUST_DIR  = $(CURDIR)/build/robust
+DEPS_ROBUST = clang libclang-rt-14-dev clang-tidy cppcheck valgrind
+
+FUZZ_SECONDS       ?= 600
+FUZZ_CHECK_SECONDS ?= 60
+# Extra libFuzzer flags, e.g. FUZZ_FLAGS=-jobs=2 (mind the shared machine).
+FUZZ_FLAGS ?=
+FUZZ_CORPUS = $(ROBUST_DIR)/corpus
+FUZZ_CRASHES = $(ROBUST_DIR)/crashes
+# The scratch registry lives in memory: the fuzzer is after bugs, not disks.
+FUZZ_TMPDIR ?= /dev/shm
+
+# The sanitized builds use clang; whoconn's warnings stay errors.  SQLite
+# stays linked statically exactly as in the real build: the sanitizers then
+# see whoconn's own code and the way it drives SQLite.
+SAN_CC     = clang
+SAN_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror -Wshadow \
+             -Wformat=2 -fsanitize=address,undefined -fno-sanitize-recover=all \
+             -DWHOCONN_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+SAN_LOG    = $(ROBUST_DIR)/san/report
+
+# Suites that run whoconn through $WHOCONN_BIN (tests/helpers.bash): all of
+# tests/*.bats.  Override to run a subset: make check-asan ASAN_SUITES=...
+ASAN_SUITES ?= $(wildcard tests/*.bats)
+
+CHECK_TARGETS += check-lint check-fuzz check-asan check-valgrind
+
+deps-robust:
+	@scripts/ensure-deps $(DEPS_BUILD) $(DEPS_ROBUST)
+
+$(ROBUST_DIR)/whoconn-fuzz: fuzz/fuzz_session.c whoconn.c whoconn.h | deps-robust
+	@mkdir -p $(@D)
+	$(SAN_CC) $(SAN_CFLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_session.c \
+		$(LDLIBS) -ldl
+
+$(ROBUST_DIR)/whoconn-asan: whoconn.c whoconn.h robust/sanitizer-options.c | deps-robust
+	@mkdir -p $(@D)
+	$(SAN_CC) $(SAN_CFLAGS) -DWHOCONN_SAN_LOG='"$(SAN_LOG)"' -o $@ \
+		whoconn.c robust/sanitizer-options.c $(LDLIBS) -ldl
+
+whoconn-fuzz: $(ROBUST_DIR)/whoconn-fuzz
+whoconn-asan: $(ROBUST_DIR)/whoconn-asan
+
+# The working corpus starts from the seeds in fuzz/corpus and grows in
+# build/; new finds are never written into the repository by themselves.
+# Crashes land in build/robust/crashes/; each becomes a bats regression
+# test (docs/robustness.md).  One process: the machine is shared.
+define run_fuzz
+	@mkdir -p $(FUZZ_CORPUS) $(FUZZ_CRASHES)
+	@cp -n fuzz/corpus/* $(FUZZ_CORPUS)/ 2>/dev/null || true
+	FUZZ_TMPDIR=$(FUZZ_TMPDIR) $(ROBUST_DIR)/whoconn-fuzz \
+		-max_total_time=$(1) -max_len=16384 -timeout=10 -rss_limit_mb=1024 \
+		-close_fd_mask=2 -print_final_stats=1 -dict=fuzz/whoconn.dict \
+		-artifact_prefix=$(FUZZ_CRASHES)/ $(FUZZ_FLAGS) $(FUZZ_CORPUS) fuzz/corpus
+	@rm -rf $(FUZZ_TMPDIR)/whoconn-fuzz.*
+endef
+
+fuzz: $(ROBUST_DIR)/whoconn-fuzz
+	$(call run_fuzz,$(FUZZ_SECONDS))
+
+check-fuzz: $(ROBUST_DIR)/whoconn-fuzz
+	$(call run_fuzz,$(FUZZ_CHECK_SECONDS))
+
+# Replays the seed corpus only: fast, and what a crash reproducer needs.
+fuzz-replay: $(ROBUST_DIR)/whoconn-fuzz
+	FUZZ_TMPDIR=$(FUZZ_TMPDIR) $(ROBUST_DIR)/whoconn-fuzz -runs=0 fuzz/corpus
+
+check-asan: $(ROBUST_DIR)/whoconn-asan units/whoconn@.service units/whoconn.socket
+	@scripts/ensure-deps $(DEPS_CHECK)
+	@rm -rf $(dir $(SAN_LOG)) && mkdir -p $(dir $(SAN_LOG))
+	WHOCONN_BIN=$(ROBUST_DIR)/whoconn-asan WHOCONN_SANITIZED=1 \
+		bats --print-output-on-failure $(ASAN_SUITES)
+	robust/san-reports.sh $(dir $(SAN_LOG))
+
+# Valgrind runs the normal build, as installed: one session with every
+# command and every error, one held long enough to register and be swept,
+# one ended by a protocol violation.
+VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all \
+           --errors-for-leak-kinds=all --suppressions=robust/valgrind.supp
+
+check-valgrind: whoconn | deps-robust
+	@rm -rf $(ROBUST_DIR)/vg && mkdir -p $(ROBUST_DIR)/vg
+	printf 'WHO\nWHERE\nWHY\nHELP\nnope\nWHO x\n\n \t\r\nwho\nQUIT\nWHY\n' | \
+		WHOCONN_DB=$(ROBUST_DIR)/vg/r.db $(VALGRIND) ./whoconn >$(ROBUST_DIR)/vg/out1
+	sed 2d $(ROBUST_DIR)/vg/out1 | diff - robust/valgrind-session.out
+	(printf 'WHO\n'; sleep 2; printf 'WHO\nWHY\n'; sleep 1.2; printf 'WHO\n') | \
+		WHOCONN_DB=$(ROBUST_DIR)/vg/r.db $(VALGRIND) ./whoconn >$(ROBUST_DIR)/vg/out2
+	printf '1\n1\n42\n1\n' | diff - $(ROBUST_DIR)/vg/out2
+	printf 'WHY\nWH\001Y\n' | WHOCONN_DB=$(ROBUST_DIR)/vg/r.db $(VALGRIND) ./whoconn \
+		>$(ROBUST_DIR)/vg/out3; test $$? -eq 65
+	printf '42\nERR invalid byte\n' | diff - $(ROBUST_DIR)/vg/out3
+	@echo "check-valgrind: no error, no leak"
+
+# clang-tidy reads .clang-tidy; cppcheck's few justified suppressions are
+# in .cppcheck-suppressions.  Both cover the harness too.
+LINT_SOURCES = whoconn.c fuzz/fuzz_session.c robust/sanitizer-options.c
+LINT_DEFS    = -std=c11 -DWHOCONN_VERSION='"$(VERSION)"' -DWHOCONN_SAN_LOG='"x"' \
+               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+
+check-lint: check-tidy check-cppcheck
+
+check-tidy: | deps-robust
+	clang-tidy --quiet --warnings-as-errors='*' $(LINT_SOURCES) -- $(LINT_DEFS)
+
+check-cppcheck: | deps-robust
+	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
+		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
+		-D__GNUC__ --include=robust/cppcheck-defs.h -DWHOCONN_SAN_LOG='"x"' -I. --library=posix \
+		whoconn.c robust/sanitizer-options.c
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
+		-D__GNUC__ --include=robust/cppcheck-defs.h -I. --library=posix fuzz/fuzz_session.c
+
+clean-robust:
+	rm -rf $(ROBUST_DIR)
+
+.PHONY: deps-robust whoconn-fuzz whoconn-asan fuzz check-fuzz fuzz-replay check-asan \
+        check-valgrind check-lint check-tidy check-cppcheck clean-robust

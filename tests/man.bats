@@ -1,0 +1,59 @@
+#!/usr/bin/env bats
+# whoconn(8) says what the program does: it is lint-clean, and its
+# synopsis, options, environment and exit statuses match the program.
+
+load helpers
+
+MAN="$TOP/man/whoconn.8"
+
+setup() {
+	command -v mandoc >/dev/null || skip "needs mandoc (Debian package mandoc)"
+}
+
+# section NAME - one section of the rendered page, indentation removed.
+section() {
+	mandoc -T ascii "$MAN" | col -bx |
+		awk -v s="$1" '/^[A-Z]/ { on = ($0 == s); next } on' | sed 's/^ *//'
+}
+
+@test "the man page passes mandoc -T lint without a warning" {
+	run -0 mandoc -T lint -W warning "$MAN"
+	[ "$output" = "" ]
+}
+
+@test "the man page synopsis is the usage of --help" {
+	run -0 "$WHOCONN" --help
+	usage1=${lines[0]#usage: }
+	usage2=$(echo "${lines[1]}" | sed 's/^ *//')
+	run -0 section SYNOPSIS
+	printf '%s\n' "${lines[@]}"
+	[ "${lines[0]}" = "$usage1" ]
+	[ "${lines[1]}" = "$usage2" ]
+	[ "${#lines[@]}" -eq 2 ] || [ -z "${lines[2]}" ]
+}
+
+@test "every option of --help is described in OPTIONS with its default" {
+	run -0 section OPTIONS
+	opts=$output
+	for opt in $("$WHOCONN" --help | grep -oE '^  --[a-z-]+'); do
+		grep -qE "^$opt( |$)" <<<"$opts" || { echo "missing: $opt"; return 1; }
+	done
+	grep -qF 'Default: 60, range 1-86400.' <<<"$opts"
+	grep -qF '/run/whoconn/registry.db' <<<"$opts"
+}
+
+@test "every environment variable whoconn reads is in ENVIRONMENT" {
+	run -0 section ENVIRONMENT
+	env=$output
+	for var in $(grep -oE 'getenv\("[A-Z_]+"\)' "$TOP/whoconn.c" | sort -u | sed 's/getenv("\(.*\)")/\1/'); do
+		grep -qE "^$var\$" <<<"$env" || { echo "missing: $var"; return 1; }
+	done
+}
+
+@test "every exit status of whoconn.h is in EXIT STATUS" {
+	run -0 section "EXIT STATUS"
+	st=$output
+	for n in $(grep -oE 'WHOCONN_EXIT_[A-Z]+ = [0-9]+' "$TOP/whoconn.h" | awk '{print $3}'); do
+		grep -qE "^$n( |$)" <<<"$st" || { echo "missing: $n"; return 1; }
+	done
+}

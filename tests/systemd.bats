@@ -1,0 +1,457 @@
+#!/usr/bin/env bats
+# whoconn under a real systemd: one throw-away systemd (systemd-nspawn over
+# the host's /usr, tmpfs /etc and /var) boots for the whole file; the
+# project is installed in it with `make install`, later with the .deb.
+# The container shares the host's network, so whoconn.socket listens on a
+# free 127.0.0.1 port set by a drop-in, never on 4242.
+
+load helpers
+
+UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
+ZERO_CAPS=0000000000000000
+
+# inside CMD... - runs CMD inside the container.
+inside() {
+	nsenter -t "$LEADER" -a "$@"
+}
+
+# inside_sh SCRIPT - a shell script inside the container.
+inside_sh() {
+	nsenter -t "$LEADER" -a sh -ec "$1"
+}
+
+setup_file() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to boot a container with systemd-nspawn"
+	command -v systemd-nspawn >/dev/null || skip "needs systemd-nspawn (Debian package systemd-container)"
+	command -v nsenter >/dev/null || skip "needs nsenter (util-linux)"
+	make -C "$TOP" -s whoconn tests/confine-probe >&2
+
+	# nspawn's own filter denies Landlock (unknown to systemd 252): let
+	# whoconn use it as it does on a host.
+	# dpkg inside works on a copy of the host's database, so that `make
+	# install` can check its dependencies and `dpkg -i` leaves the host alone.
+	cp -a /var/lib/dpkg "$BATS_FILE_TMPDIR/dpkg"
+	mkdir -p "$BATS_FILE_TMPDIR/deb" # filled by `make deb` in a test below
+	systemd-nspawn -q --register=no --keep-unit --directory=/ --volatile=yes \
+		--overlay=/usr::/usr --bind-ro="$TOP:/src" \
+		--bind="$BATS_FILE_TMPDIR/dpkg:/var/lib/dpkg" \
+		--bind-ro="$BATS_FILE_TMPDIR/deb:/deb" \
+		--system-call-filter='landlock_create_ruleset landlock_add_rule landlock_restrict_self' \
+		--boot -- systemd.firstboot=off \
+		</dev/null >"$BATS_FILE_TMPDIR/nspawn.log" 2>&1 3>&- &
+	export NSPAWN_PID=$!
+	LEADER=""
+	for _ in $(seq 200); do
+		LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd || true)
+		[ -n "$LEADER" ] && break
+		sleep 0.05
+	done
+	[ -n "$LEADER" ] || { cat "$BATS_FILE_TMPDIR/nspawn.log" >&2; return 1; }
+	export LEADER
+	# "degraded" is fine: some host units make no sense in a container.
+	local state=""
+	for _ in $(seq 100); do
+		state=$(timeout 60 nsenter -t "$LEADER" -a systemctl is-system-running --wait 2>/dev/null || true)
+		[ "$state" = running ] || [ "$state" = degraded ] && break
+		sleep 0.1
+	done
+	[ "$state" = running ] || [ "$state" = degraded ] ||
+		{ echo "the container's systemd did not come up: $state" >&2; return 1; }
+
+	export PORT
+	PORT=$(free_port)
+	inside make -C /src -s install >&2
+	inside systemd-sysusers >/dev/null
+	inside_sh "mkdir -p /etc/systemd/system/whoconn.socket.d
+		printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:$PORT\n' \
+			>/etc/systemd/system/whoconn.socket.d/test-port.conf
+		systemctl daemon-reload
+		systemctl start whoconn.socket"
+	wait_listening
+}
+
+teardown_file() {
+	if [ -n "${NSPAWN_PID:-}" ]; then
+		kill "$NSPAWN_PID" 2>/dev/null || true # nspawn powers the container off
+		for _ in $(seq 100); do
+			kill -0 "$NSPAWN_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+	fi
+}
+
+# Every test starts with no connection left over from the one before.
+setup() {
+	wait_nconnections 0 || { inside systemctl list-units --plain --no-legend 'whoconn@*' >&2; return 1; }
+}
+
+teardown() {
+	if [ -n "${HOLD_PID:-}" ]; then kill "$HOLD_PID" 2>/dev/null || true; wait "$HOLD_PID" 2>/dev/null || true; fi
+	HOLD_PID=""
+	# a failed test must not leave its drop-ins to the next
+	if inside test -s /etc/systemd/system/whoconn.socket.d/max.conf; then
+		socket_dropin max ''
+	fi
+	if inside test -d /etc/systemd/system/whoconn@.service.d; then
+		inside_sh 'rm -r /etc/systemd/system/whoconn@.service.d; systemctl daemon-reload'
+	fi
+}
+
+wait_listening() {
+	for _ in $(seq 100); do
+		nc -z 127.0.0.1 "$PORT" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "whoconn.socket does not listen on 127.0.0.1:$PORT" >&2
+	return 1
+}
+
+nconnections() {
+	inside systemctl show -p NConnections --value whoconn.socket
+}
+
+# wait_nconnections N - until whoconn.socket has exactly N connections (10 s max).
+wait_nconnections() {
+	local n
+	for _ in $(seq 200); do
+		n=$(nconnections)
+		[ "$n" = "$1" ] && return 0
+		sleep 0.05
+	done
+	echo "NConnections is $n, wanted $1" >&2
+	return 1
+}
+
+# instance_pids - main PIDs (host view) of the running whoconn@ instances.
+instance_pids() {
+	local u
+	for u in $(inside systemctl list-units --plain --no-legend --state=running 'whoconn@*' | awk '{print $1}'); do
+		inside systemctl show -p MainPID --value "$u"
+	done
+}
+
+# conn_log CURSOR [IDENT] - what connection processes (not PID 1) logged
+# to `journalctl -u 'whoconn@*'` since CURSOR, without the prefix.
+conn_log() {
+	inside journalctl -q -o short -u 'whoconn@*' --after-cursor="$1" |
+		sed -n "s/^.* ${2:-whoconn}\[[0-9]*\]: //p"
+}
+
+# journal_cursor - where the journal ends now, for --after-cursor.
+journal_cursor() {
+	inside journalctl --show-cursor -n 0 -q | sed -n 's/^-- cursor: //p'
+}
+
+# socket_dropin NAME TEXT - a whoconn.socket drop-in; restarts the socket.
+socket_dropin() {
+	inside_sh "printf '$2' >/etc/systemd/system/whoconn.socket.d/$1.conf
+		systemctl daemon-reload
+		systemctl restart whoconn.socket"
+	wait_listening
+}
+
+@test "the installed socket listens and answers WHY, WHO and WHERE" {
+	run -0 client send 'WHY\nWHO\nWHERE\n'
+	[ "${lines[0]}" = "42" ]
+	[ "${lines[1]}" = "1" ]
+	[[ "${lines[2]}" =~ $UUID_RE ]]
+	[ "${lines[3]}" = "end=eof" ]
+	run -0 inside systemctl is-active whoconn.socket
+	[ "$output" = "active" ]
+}
+
+@test "each connection is its own whoconn@ instance running as the whoconn user" {
+	hold 3
+	wait_nconnections 3
+	run -0 inside systemctl list-units --plain --no-legend --state=running 'whoconn@*'
+	[ "${#lines[@]}" -eq 3 ]
+	for pid in $(instance_pids); do
+		[ "$pid" -gt 0 ]
+		run -0 inside ps -o user=,comm= -p "$pid"
+		[ "$output" = "whoconn  whoconn" ]
+	done
+}
+
+@test "a live connection process is non-root, has no capabilities, no new privileges and a seccomp filter" {
+	hold 1
+	wait_nconnections 1
+	pid=$(instance_pids)
+	uid=$(inside id -u whoconn)
+	[ "$uid" -ne 0 ]
+	run -0 inside grep -E '^(Uid|Gid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' "/proc/$pid/status"
+	printf '%s\n' "${lines[@]}"
+	[ "${lines[0]}" = "Uid:	$uid	$uid	$uid	$uid" ]
+	[ "${lines[2]}" = "CapInh:	$ZERO_CAPS" ]
+	[ "${lines[3]}" = "CapPrm:	$ZERO_CAPS" ]
+	[ "${lines[4]}" = "CapEff:	$ZERO_CAPS" ]
+	[ "${lines[5]}" = "CapBnd:	$ZERO_CAPS" ]
+	[ "${lines[6]}" = "CapAmb:	$ZERO_CAPS" ]
+	[ "${lines[7]}" = "NoNewPrivs:	1" ]
+	[ "${lines[8]}" = "Seccomp:	2" ] # filter mode
+}
+
+@test "while 5 connections are held WHO answers 6 and NConnections says 5" {
+	hold 5
+	wait_nconnections 5
+	run -0 client wait-who 6
+	[[ "${lines[0]}" == "6 after "* ]]
+	# the asker's own instance outlives its client by the 20 ms journal grace
+	wait_nconnections 5
+	run -0 nconnections
+	[ "$output" = "5" ]
+}
+
+@test "a burst of 2000 connections in under 2 s leaves the socket active" {
+	run -0 python3 - "$PORT" <<-'EOF'
+	import socket, sys, threading, time
+	port, n, threads = int(sys.argv[1]), 2000, 8
+	done = []
+	def run(k):
+	    for _ in range(k):
+	        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+	        s.close()
+	        done.append(1)
+	t0 = time.monotonic()
+	ts = [threading.Thread(target=run, args=(n // threads,)) for _ in range(threads)]
+	for t in ts: t.start()
+	for t in ts: t.join()
+	print("connections=%d seconds=%.2f" % (len(done), time.monotonic() - t0))
+	EOF
+	echo "$output"
+	[[ "${lines[0]}" =~ ^connections=2000\ seconds=[01]\. ]]
+	wait_nconnections 0
+	run -0 inside systemctl show -p ActiveState --value whoconn.socket
+	[ "$output" = "active" ]
+	run -0 inside systemctl show -p SubState --value whoconn.socket
+	[ "$output" = "listening" ]
+	run -0 inside systemctl show -p Result --value whoconn.socket
+	[ "$output" = "success" ]
+	run -0 client wait-who 1
+}
+
+@test "past MaxConnections extra clients get EOF and service resumes as connections close" {
+	socket_dropin max '[Socket]\nMaxConnections=4\n'
+	hold 4
+	wait_nconnections 4
+	# closed at once, no reply: EOF, or a reset when the request was sent
+	run -0 --separate-stderr client send ''
+	[ "$output" = "" ]
+	[ "$stderr" = "end=eof" ]
+	run -0 python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+try:
+    s.sendall(b"WHY\n")
+    data = s.recv(100)
+    print("eof" if not data else "reply %r" % data)
+except OSError:
+    print("reset")' "$PORT"
+	[[ "$output" =~ ^(eof|reset)$ ]]
+	run -0 nconnections
+	[ "$output" = "4" ]
+	kill "$HOLD_PID"; wait "$HOLD_PID" || true; HOLD_PID=""
+	wait_nconnections 0
+	run -0 --separate-stderr client send 'WHY\n'
+	[ "$output" = "42" ]
+	socket_dropin max ''
+	run -0 inside systemctl show -p MaxConnections --value whoconn.socket
+	[ "$output" = "1024" ]
+}
+
+@test "SIGKILL of every connection instance leaves WHO exact" {
+	hold 5
+	wait_nconnections 5
+	run -0 client wait-who 6
+	wait_nconnections 5 # the asker's instance is gone too (journal grace)
+	inside systemctl kill -s KILL 'whoconn@*'
+	kill "$HOLD_PID"; wait "$HOLD_PID" || true; HOLD_PID=""
+	wait_nconnections 0
+	run -0 client wait-who 1
+	hold 2
+	wait_nconnections 2
+	run -0 client wait-who 3
+}
+
+@test "closing one connection leaves the registry of the others intact" {
+	hold 3
+	HOLD_A=$HOLD_PID
+	hold 1
+	wait_nconnections 4
+	run -0 client wait-who 5
+	kill "$HOLD_PID"; wait "$HOLD_PID" || true
+	HOLD_PID=$HOLD_A
+	wait_nconnections 3
+	# RuntimeDirectoryPreserve=yes: the instance that stopped did not take
+	# the registry with it.
+	run -0 inside test -f /run/whoconn/registry.db
+	run -0 client wait-who 4
+	kill "$HOLD_PID"; wait "$HOLD_PID" || true; HOLD_PID=""
+	wait_nconnections 0
+	run -0 inside test -f /run/whoconn/registry.db
+	run -0 client wait-who 1
+}
+
+@test "restarting whoconn.socket keeps connected clients served and WHO exact" {
+	hold 3
+	wait_nconnections 3
+	held=$(inside systemctl list-units --plain --no-legend --state=running 'whoconn@*' | awk '{print $1}')
+	[ "$(echo "$held" | wc -l)" -eq 3 ]
+	run -0 client wait-who 4
+	inside systemctl restart whoconn.socket
+	wait_listening
+	# Documented (README, "Under systemd"): the instances survive a socket
+	# restart, still served and counted.
+	for u in $held; do
+		run -0 inside systemctl is-active "$u"
+		[ "$output" = "active" ]
+	done
+	run -0 client wait-who 4
+	kill "$HOLD_PID"; wait "$HOLD_PID" || true; HOLD_PID=""
+	run -0 client wait-who 1 --within 5
+}
+
+@test "the journal has one line per finished connection with the peer address" {
+	cursor=$(journal_cursor)
+	ports=()
+	for _ in 1 2 3; do
+		ports+=("$(python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")")
+	done
+	for _ in $(seq 100); do
+		n=$(conn_log "$cursor" | grep -c '^peer=' || true)
+		[ "$n" -ge 3 ] && break
+		sleep 0.05
+	done
+	run -0 conn_log "$cursor"
+	printf '%s\n' "${lines[@]}"
+	[ "${#lines[@]}" -eq 3 ]
+	for i in 0 1 2; do
+		[[ "${lines[$i]}" =~ ^peer=127\.0\.0\.1:${ports[$i]}\ duration_ms=[0-9]+\ commands=1\ errors=0\ end=client-closed$ ]]
+	done
+}
+
+@test "a connection's diagnostics go to the journal and never reach the client" {
+	cursor=$(journal_cursor)
+	run -0 --separate-stderr client send 'WHY\n\x01WHY\n'
+	[ "${lines[0]}" = "42" ]
+	[ "${lines[1]}" = "ERR invalid byte" ]
+	[ "${#lines[@]}" -eq 2 ]
+	for _ in $(seq 100); do
+		conn_log "$cursor" | grep -q '^peer=' && break
+		sleep 0.05
+	done
+	run -0 conn_log "$cursor"
+	printf '%s\n' "${lines[@]}"
+	[[ "${lines[0]}" == 'closing: invalid-byte after "\x01"' ]]
+	[[ "${lines[1]}" =~ ^peer=127\.0\.0\.1:[0-9]+\ .*\ end=invalid-byte$ ]]
+}
+
+@test "a probe confined exactly like a connection can write only in the registry directory and can neither fork, exec nor open sockets" {
+	cursor=$(journal_cursor)
+	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
+		printf "[Service]\nExecStart=\nExecStart=/src/tests/confine-probe\n" \
+			>/etc/systemd/system/whoconn@.service.d/probe.conf
+		systemctl daemon-reload'
+	run --separate-stderr client send ''
+	inside_sh 'rm -r /etc/systemd/system/whoconn@.service.d; systemctl daemon-reload'
+	printf '%s\n' "${lines[@]}"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "create a file in the registry directory: allowed" ]
+	[ "${lines[1]}" = "mkdir in the registry directory: allowed" ]
+	[ "${lines[2]}" = "mkdir /tmp/whoconn-probe.dir: denied (Permission denied)" ]
+	[ "${lines[3]}" = "create /tmp/whoconn-probe: denied (Permission denied)" ]
+	[ "${lines[4]}" = "create /var/tmp/whoconn-probe: denied (Permission denied)" ]
+	[ "${lines[5]}" = "create /dev/shm/whoconn-probe: denied (Permission denied)" ]
+	[ "${lines[6]}" = "fork: denied (Operation not permitted)" ]
+	[ "${lines[7]}" = "open an AF_INET socket: denied (Operation not permitted)" ]
+	[ "${lines[8]}" = "open an AF_INET6 socket: denied (Operation not permitted)" ]
+	[ "${lines[9]}" = "open an AF_UNIX stream socket: denied (Operation not permitted)" ]
+	[ "${lines[10]}" = "open an AF_UNIX datagram socket (for journald): allowed" ]
+	[ "${lines[11]}" = "open an AF_NETLINK socket: denied (Operation not permitted)" ]
+	[ "${lines[12]}" = "setuid(0): denied (Operation not permitted)" ]
+	[ "${lines[13]}" = "read /proc/1/stat: allowed" ]
+	[ "${lines[14]}" = "read /etc/machine-id: allowed" ]
+	[ "${lines[15]}" = "execute /bin/true: denied (Operation not permitted)" ]
+	[ "${#lines[@]}" -eq 16 ]
+	[ "$stderr" = "end=eof" ]
+	# its stderr went to the journal, not to the client
+	for _ in $(seq 100); do
+		conn_log "$cursor" confine-probe | grep -q . && break
+		sleep 0.05
+	done
+	run -0 conn_log "$cursor" confine-probe
+	[ "${lines[0]}" = "confine-probe: this line goes to stderr" ]
+	run -0 client send 'WHY\n'
+	[ "${lines[0]}" = "42" ]
+}
+
+@test "the make-installed units pass systemd-analyze verify, man page included" {
+	# the container's /etc is a fresh tmpfs: give man-db its configuration
+	inside sh -c 'cat >/etc/manpath.config' </etc/manpath.config
+	run -0 inside systemd-analyze verify \
+		/usr/local/lib/systemd/system/whoconn.socket /usr/local/lib/systemd/system/whoconn@.service
+	[ "$output" = "" ]
+	run -0 inside sh -c 'readlink -f "$(man -w whoconn)"'
+	[ "$output" = "/usr/local/share/man/man8/whoconn.8" ]
+}
+
+# The Debian package, last: it replaces the make-installed copy.
+
+@test "make deb builds a .deb that lintian accepts without errors or warnings" {
+	command -v dpkg-buildpackage >/dev/null || skip "needs dpkg-dev"
+	run -0 make -C "$TOP" -s deb DEB_DIR="$BATS_FILE_TMPDIR/deb"
+	run -0 --separate-stderr lintian --fail-on error,warning "$BATS_FILE_TMPDIR"/deb/*.changes
+	echo "$output"
+	[ "$output" = "" ]
+}
+
+@test "installing the .deb creates the user, enables and starts whoconn.socket, and it serves" {
+	deb=$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb) || skip "no .deb (the test above failed)"
+	inside_sh 'systemctl stop whoconn.socket; make -C /src -s uninstall; systemctl daemon-reload'
+	# as verified for the issue: the host's users, so that dpkg finds them
+	inside sh -c 'cat >/etc/passwd' </etc/passwd
+	inside sh -c 'cat >/etc/group' </etc/group
+	# This host image forbids maintainer scripts to start services (a
+	# policy-rc.d that exits 101); a Debian system has none.  /usr is
+	# the container's throw-away overlay.
+	inside rm -f /usr/sbin/policy-rc.d
+	run -0 inside dpkg -i "/deb/${deb##*/}"
+	run -0 inside systemctl is-enabled whoconn.socket
+	[ "$output" = "enabled" ]
+	run -0 inside systemctl is-active whoconn.socket
+	[ "$output" = "active" ]
+	run -0 inside systemctl show -p FragmentPath --value whoconn.socket
+	[ "$output" = "/lib/systemd/system/whoconn.socket" ]
+	wait_listening # on the test port: the drop-in in /etc still applies
+	hold 2
+	wait_nconnections 2
+	run -0 client wait-who 3
+	for pid in $(instance_pids); do
+		run -0 inside ps -o user=,args= -p "$pid"
+		[ "$output" = "whoconn  /usr/bin/whoconn" ]
+	done
+	# the host's own dpkg database is untouched
+	run dpkg-query -W -f='${db:Status-Status}' whoconn
+	[ "$output" != "installed" ]
+}
+
+@test "apt-get remove stops the socket and purge leaves nothing behind" {
+	inside dpkg-query -W whoconn >/dev/null 2>&1 || skip "the .deb is not installed (the test above failed)"
+	run -0 inside apt-get remove -y -qq whoconn
+	run inside systemctl is-active whoconn.socket
+	[ "$output" = "inactive" ]
+	run ! nc -z 127.0.0.1 "$PORT"
+	run -0 inside apt-get purge -y -qq whoconn
+	run --separate-stderr inside dpkg-query -W -f='${db:Status-Status}' whoconn
+	[ "$output" = "" ] || [ "$output" = "not-installed" ]
+	run inside systemctl list-unit-files --no-legend 'whoconn*'
+	[ "$output" = "" ]
+	run -0 inside_sh 'ls -d /usr/bin/whoconn /lib/systemd/system/whoconn* \
+		/usr/lib/sysusers.d/whoconn.conf /usr/share/man/man8/whoconn.8.gz \
+		/etc/systemd/system/*/whoconn* /var/lib/systemd/deb-systemd-helper-enabled/*whoconn* \
+		/var/lib/systemd/deb-systemd-helper-enabled/*/whoconn* /run/whoconn 2>/dev/null || true'
+	[ "$output" = "" ]
+}
