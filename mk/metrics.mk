@@ -20,6 +20,7 @@ whoconn-metrics: whoconn-metrics.c whoconn.h | deps-build
 
 install-metrics: whoconn-metrics
 	install -D -m 0755 whoconn-metrics $(DESTDIR)$(BINDIR)/whoconn-metrics
+	install -D -m 0644 man/whoconn-metrics.8 $(DESTDIR)$(MANDIR)/man8/whoconn-metrics.8
 	install -d $(DESTDIR)$(UNITDIR)
 	for u in $(METRICS_UNITS); do \
 		$(SUBST) units/$$u.in > $(DESTDIR)$(UNITDIR)/$$u && \
@@ -27,7 +28,7 @@ install-metrics: whoconn-metrics
 	done
 
 uninstall-metrics:
-	rm -f $(DESTDIR)$(BINDIR)/whoconn-metrics
+	rm -f $(DESTDIR)$(BINDIR)/whoconn-metrics $(DESTDIR)$(MANDIR)/man8/whoconn-metrics.8
 	for u in $(METRICS_UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 
 clean-metrics:

@@ -680,7 +680,47 @@ print(sum(len(g["rules"]) for g in groups), sum(r.get("health") == "ok" for g in
 	[ -x "$BATS_TEST_TMPDIR/root/usr/bin/whoconn" ]
 	run -0 grep -x 'ExecStart=/usr/bin/whoconn-metrics' "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn-metrics@.service"
 	[ -f "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn-metrics.socket" ]
+	[ -f "$BATS_TEST_TMPDIR/root/usr/share/man/man8/whoconn-metrics.8" ]
 	run -0 make -C "$TOP" --no-print-directory uninstall DESTDIR="$BATS_TEST_TMPDIR/root" PREFIX=/usr
 	[ ! -e "$BATS_TEST_TMPDIR/root/usr/bin/whoconn-metrics" ]
 	[ ! -e "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn-metrics.socket" ]
+	[ ! -e "$BATS_TEST_TMPDIR/root/usr/share/man/man8/whoconn-metrics.8" ]
+}
+
+# ---- the man page ---------------------------------------------------------
+
+# man_section NAME - one section of whoconn-metrics(8), indentation removed.
+man_section() {
+	mandoc -T ascii "$TOP/man/whoconn-metrics.8" | col -bx |
+		awk -v s="$1" '/^[A-Z]/ { on = ($0 == s); next } on' | sed 's/^ *//'
+}
+
+@test "whoconn-metrics(8) passes mandoc -T lint without a warning" {
+	command -v mandoc >/dev/null || skip "needs mandoc (Debian package mandoc)"
+	run -0 mandoc -T lint -W warning "$TOP/man/whoconn-metrics.8"
+	[ "$output" = "" ]
+}
+
+@test "whoconn-metrics(8) synopsis is the usage of --help, and it names every option, variable and exit status" {
+	command -v mandoc >/dev/null || skip "needs mandoc (Debian package mandoc)"
+	run -0 "$METRICS" --help
+	usage1=${lines[0]#usage: }
+	usage2=$(echo "${lines[1]}" | sed 's/^ *//')
+	run -0 man_section SYNOPSIS
+	[ "${lines[0]}" = "$usage1" ]
+	[ "${lines[1]}" = "$usage2" ]
+	opts=$(man_section OPTIONS)
+	for opt in $("$METRICS" --help | grep -oE '^  --[a-z-]+'); do
+		grep -qE "^$opt( |$)" <<<"$opts" || { echo "missing option: $opt"; return 1; }
+	done
+	grep -qF 'Default: 5, range 1-60.' <<<"$opts"
+	env=$(man_section ENVIRONMENT)
+	for var in $(grep -oE 'getenv\("[A-Z_]+"\)' "$TOP/whoconn-metrics.c" | sort -u | sed 's/getenv("\(.*\)")/\1/'); do
+		grep -qE "^$var\$" <<<"$env" || { echo "missing variable: $var"; return 1; }
+	done
+	st=$(man_section "EXIT STATUS")
+	for n in $(grep -oE 'WHOCONN_EXIT_[A-Z]+' "$TOP/whoconn-metrics.c" | sort -u); do
+		code=$(grep -oE "$n = [0-9]+" "$TOP/whoconn.h" | awk '{print $3}')
+		grep -qE "^$code( |$)" <<<"$st" || { echo "missing exit status: $code ($n)"; return 1; }
+	done
 }
