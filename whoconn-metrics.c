@@ -63,19 +63,19 @@ enum status {
 };
 
 static const struct {
-    int code;
     const char *reason;
+    int code;
     int exit_status; /* the peer's fault is listed in SuccessExitStatus= */
 } status_info[ST__MAX] = {
-    [ST_OK] = {200, "OK", WHOCONN_EXIT_OK},
-    [ST_BAD_REQUEST] = {400, "Bad Request", WHOCONN_EXIT_PROTOCOL},
-    [ST_NOT_FOUND] = {404, "Not Found", WHOCONN_EXIT_PROTOCOL},
-    [ST_METHOD_NOT_ALLOWED] = {405, "Method Not Allowed", WHOCONN_EXIT_PROTOCOL},
-    [ST_REQUEST_TIMEOUT] = {408, "Request Timeout", WHOCONN_EXIT_TIMEOUT},
-    [ST_CONTENT_TOO_LARGE] = {413, "Content Too Large", WHOCONN_EXIT_PROTOCOL},
-    [ST_FIELDS_TOO_LARGE] = {431, "Request Header Fields Too Large", WHOCONN_EXIT_PROTOCOL},
-    [ST_INTERNAL_ERROR] = {500, "Internal Server Error", WHOCONN_EXIT_SOFTWARE},
-    [ST_BAD_VERSION] = {505, "HTTP Version Not Supported", WHOCONN_EXIT_PROTOCOL},
+    [ST_OK] = {"OK", 200, WHOCONN_EXIT_OK},
+    [ST_BAD_REQUEST] = {"Bad Request", 400, WHOCONN_EXIT_PROTOCOL},
+    [ST_NOT_FOUND] = {"Not Found", 404, WHOCONN_EXIT_PROTOCOL},
+    [ST_METHOD_NOT_ALLOWED] = {"Method Not Allowed", 405, WHOCONN_EXIT_PROTOCOL},
+    [ST_REQUEST_TIMEOUT] = {"Request Timeout", 408, WHOCONN_EXIT_TIMEOUT},
+    [ST_CONTENT_TOO_LARGE] = {"Content Too Large", 413, WHOCONN_EXIT_PROTOCOL},
+    [ST_FIELDS_TOO_LARGE] = {"Request Header Fields Too Large", 431, WHOCONN_EXIT_PROTOCOL},
+    [ST_INTERNAL_ERROR] = {"Internal Server Error", 500, WHOCONN_EXIT_SOFTWARE},
+    [ST_BAD_VERSION] = {"HTTP Version Not Supported", 505, WHOCONN_EXIT_PROTOCOL},
 };
 
 #define STR_(x) #x

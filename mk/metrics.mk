@@ -38,12 +38,18 @@ clean-metrics:
 CHECK_TARGETS += check-metrics
 
 # The alert rules load and their unit tests pass; whoconn.c names every
-# disconnect reason exactly as the metrics label does.
+# disconnect reason exactly as the metrics label does; whoconn-metrics.c is
+# clean under the project's clang-tidy and cppcheck settings (mk/robust.mk).
 check-metrics: tests/metrics-names
-	@scripts/ensure-deps prometheus
+	@scripts/ensure-deps prometheus clang-tidy cppcheck
 	promtool check rules contrib/prometheus/whoconn.rules.yml
 	cd contrib/prometheus && promtool test rules whoconn.rules.test.yml
 	tests/metrics-names
+	clang-tidy --quiet --warnings-as-errors='*' whoconn-metrics.c -- -std=c11 \
+		-DWHOCONN_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
+		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
+		-D__GNUC__ --include=robust/cppcheck-defs.h -I. --library=posix whoconn-metrics.c
 
 # whoconn.c compiled without its main(), to compare its end_info table.
 tests/metrics-names: tests/metrics-names.c whoconn.c whoconn.h whoconn-seccomp.h | deps-build
