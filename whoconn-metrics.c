@@ -873,6 +873,8 @@ static int metrics_body(const struct config *cfg, char **body, size_t *len) {
     return 0;
 }
 
+#ifndef WHOCONN_METRICS_NO_MAIN /* fuzz/fuzz_metrics_http.c has its own */
+
 int main(int argc, char **argv) {
     static struct request rq;
     struct config cfg;
@@ -927,3 +929,5 @@ int main(int argc, char **argv) {
     drain_input();
     return status_info[st].exit_status;
 }
+
+#endif /* WHOCONN_METRICS_NO_MAIN */

@@ -33,7 +33,7 @@ uninstall-metrics:
 
 clean-metrics:
 	rm -f whoconn-metrics tests/metrics-names scripts/metrics-syscost
-	rm -rf $(METRICS_COST_DIR)
+	rm -rf $(METRICS_COST_DIR) $(FUZZ_METRICS_DIR)
 
 CHECK_TARGETS += check-metrics
 
@@ -50,6 +50,36 @@ check-metrics: tests/metrics-names
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
 		-D__GNUC__ --include=robust/cppcheck-defs.h -I. --library=posix whoconn-metrics.c
+
+# libFuzzer over the HTTP request parser (fuzz/fuzz_metrics_http.c), with
+# ASan and UBSan: briefly in check-metrics, longer with `make fuzz-metrics`.
+# One process: the machine is shared.  Finds land in build/metrics-fuzz/.
+FUZZ_METRICS_SECONDS       ?= 300
+FUZZ_METRICS_CHECK_SECONDS ?= 20
+FUZZ_METRICS_DIR = build/metrics-fuzz
+FUZZ_METRICS_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror -Wshadow \
+	-Wno-unused-function -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-DWHOCONN_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+
+$(FUZZ_METRICS_DIR)/fuzz-http: fuzz/fuzz_metrics_http.c whoconn-metrics.c whoconn.h | deps-build
+	@scripts/ensure-deps clang libclang-rt-14-dev
+	@mkdir -p $(@D)
+	clang $(FUZZ_METRICS_CFLAGS) -o $@ fuzz/fuzz_metrics_http.c $(LDLIBS)
+
+define run_fuzz_metrics
+	@mkdir -p $(FUZZ_METRICS_DIR)/corpus $(FUZZ_METRICS_DIR)/crashes
+	$(FUZZ_METRICS_DIR)/fuzz-http -max_total_time=$(1) -max_len=9000 -timeout=10 \
+		-rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=$(FUZZ_METRICS_DIR)/crashes/ \
+		$(FUZZ_METRICS_DIR)/corpus fuzz/corpus-metrics
+endef
+
+fuzz-metrics: $(FUZZ_METRICS_DIR)/fuzz-http
+	$(call run_fuzz_metrics,$(FUZZ_METRICS_SECONDS))
+
+check-fuzz-metrics: $(FUZZ_METRICS_DIR)/fuzz-http
+	$(call run_fuzz_metrics,$(FUZZ_METRICS_CHECK_SECONDS))
+
+CHECK_TARGETS += check-fuzz-metrics
 
 # whoconn.c compiled without its main(), to compare its end_info table.
 tests/metrics-names: tests/metrics-names.c whoconn.c whoconn.h whoconn-seccomp.h | deps-build
@@ -86,4 +116,4 @@ whoconn-nometrics: whoconn.c whoconn.h whoconn-seccomp.h | deps-build
 	sed -e 's/$(METRICS_CALL)/struct whoconn_metrics *m = NULL;/' whoconn.c > $@.c
 	$(CC) $(CFLAGS) -Wno-unused-function -I. $(LDFLAGS) -o $@ $@.c $(LDLIBS)
 
-.PHONY: install-metrics uninstall-metrics clean-metrics check-metrics metrics-cost
+.PHONY: install-metrics uninstall-metrics clean-metrics check-metrics metrics-cost fuzz-metrics check-fuzz-metrics
