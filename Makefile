@@ -35,6 +35,11 @@ all: whoconn
 whoconn: whoconn.c whoconn.h | deps-build
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ whoconn.c $(LDLIBS)
 
+# The same program without Landlock and seccomp, for valgrind and callgrind
+# only: valgrind makes its own system calls, which the filter would deny.
+whoconn-noconfine: whoconn.c whoconn.h | deps-build
+	$(CC) $(CFLAGS) -DWHOCONN_NO_CONFINE $(LDFLAGS) -o $@ whoconn.c $(LDLIBS)
+
 deps-build:
 	@scripts/ensure-deps $(DEPS_BUILD)
 
@@ -69,7 +74,7 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 clean:
-	rm -f whoconn
+	rm -f whoconn whoconn-noconfine
 	rm -rf $(RUNDIR)
 
 .PHONY: all deps-build run check install uninstall clean

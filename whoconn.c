@@ -319,6 +319,15 @@ static int confine(const char *db) {
 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return -errno;
+#ifdef WHOCONN_NO_CONFINE
+    /* Checking builds only (valgrind, sanitizers): the filter would deny
+     * valgrind's and LeakSanitizer's own system calls, and Landlock the
+     * sanitizers' report files. */
+    (void)prog;
+    (void)err;
+    (void)db;
+    return 0;
+#endif
     err = confine_landlock(db);
     if (err < 0)
         return err;

@@ -19,10 +19,10 @@ bench/trivial: bench/trivial.c | deps-build
 bench-deps:
 	@scripts/ensure-deps $(DEPS_BENCH)
 
-bench: whoconn bench/wcload bench/trivial bench-deps
+bench: whoconn whoconn-noconfine bench/wcload bench/trivial bench-deps
 	BENCH_CMD="make bench" bench/run.sh
 
-bench-smoke: whoconn bench/wcload bench/trivial bench-deps
+bench-smoke: whoconn whoconn-noconfine bench/wcload bench/trivial bench-deps
 	@rm -rf bench/smoke.out
 	bench/run.sh --smoke --out bench/smoke.out
 	bench/check-smoke bench/smoke.out

@@ -38,14 +38,14 @@ CHECK_TARGETS += check-lint check-fuzz check-asan check-valgrind
 deps-robust:
 	@scripts/ensure-deps $(DEPS_BUILD) $(DEPS_ROBUST)
 
-$(ROBUST_DIR)/whoconn-fuzz: fuzz/fuzz_session.c whoconn.c whoconn.h | deps-robust
+$(ROBUST_DIR)/whoconn-fuzz: fuzz/fuzz_session.c whoconn.c whoconn.h whoconn-seccomp.h | deps-robust
 	@mkdir -p $(@D)
 	$(SAN_CC) $(SAN_CFLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_session.c \
 		$(LDLIBS) -ldl
 
-$(ROBUST_DIR)/whoconn-asan: whoconn.c whoconn.h robust/sanitizer-options.c | deps-robust
+$(ROBUST_DIR)/whoconn-asan: whoconn.c whoconn.h whoconn-seccomp.h robust/sanitizer-options.c | deps-robust
 	@mkdir -p $(@D)
-	$(SAN_CC) $(SAN_CFLAGS) -DWHOCONN_SAN_LOG='"$(SAN_LOG)"' -o $@ \
+	$(SAN_CC) $(SAN_CFLAGS) -DWHOCONN_NO_CONFINE -DWHOCONN_SAN_LOG='"$(SAN_LOG)"' -o $@ \
 		whoconn.c robust/sanitizer-options.c $(LDLIBS) -ldl
 
 whoconn-fuzz: $(ROBUST_DIR)/whoconn-fuzz
@@ -88,15 +88,15 @@ check-asan: $(ROBUST_DIR)/whoconn-asan units/whoconn@.service units/whoconn.sock
 VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=all \
            --errors-for-leak-kinds=all --suppressions=robust/valgrind.supp
 
-check-valgrind: whoconn | deps-robust
+check-valgrind: whoconn-noconfine | deps-robust
 	@rm -rf $(ROBUST_DIR)/vg && mkdir -p $(ROBUST_DIR)/vg
 	printf 'WHO\nWHERE\nWHY\nHELP\nnope\nWHO x\n\n \t\r\nwho\nQUIT\nWHY\n' | \
-		WHOCONN_DB=$(ROBUST_DIR)/vg/r.db $(VALGRIND) ./whoconn >$(ROBUST_DIR)/vg/out1
+		WHOCONN_DB=$(ROBUST_DIR)/vg/r.db $(VALGRIND) ./whoconn-noconfine >$(ROBUST_DIR)/vg/out1
 	sed 2d $(ROBUST_DIR)/vg/out1 | diff - robust/valgrind-session.out
 	(printf 'WHO\n'; sleep 2; printf 'WHO\nWHY\n'; sleep 1.2; printf 'WHO\n') | \
-		WHOCONN_DB=$(ROBUST_DIR)/vg/r.db $(VALGRIND) ./whoconn >$(ROBUST_DIR)/vg/out2
+		WHOCONN_DB=$(ROBUST_DIR)/vg/r.db $(VALGRIND) ./whoconn-noconfine >$(ROBUST_DIR)/vg/out2
 	printf '1\n1\n42\n1\n' | diff - $(ROBUST_DIR)/vg/out2
-	printf 'WHY\nWH\001Y\n' | WHOCONN_DB=$(ROBUST_DIR)/vg/r.db $(VALGRIND) ./whoconn \
+	printf 'WHY\nWH\001Y\n' | WHOCONN_DB=$(ROBUST_DIR)/vg/r.db $(VALGRIND) ./whoconn-noconfine \
 		>$(ROBUST_DIR)/vg/out3; test $$? -eq 65
 	printf '42\nERR invalid byte\n' | diff - $(ROBUST_DIR)/vg/out3
 	@echo "check-valgrind: no error, no leak"

@@ -24,7 +24,9 @@ setup_file() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root to boot a container with systemd-nspawn"
 	command -v systemd-nspawn >/dev/null || skip "needs systemd-nspawn (Debian package systemd-container)"
 	command -v nsenter >/dev/null || skip "needs nsenter (util-linux)"
-	make -C "$TOP" -s whoconn tests/confine-probe >&2
+	# everything `make install` installs, built here: the container has no
+	# working cc (its /etc/alternatives is an empty tmpfs)
+	make -C "$TOP" -s all tests/confine-probe >&2
 
 	# nspawn's own filter denies Landlock (unknown to systemd 252): let
 	# whoconn use it as it does on a host.
