@@ -153,3 +153,11 @@ wait_sample() {
 	run -0 inside systemctl list-units --plain --no-legend --state=failed 'whoconn-metrics@*'
 	[ "$output" = "" ]
 }
+
+@test "the metrics service's systemd exposure level is 2.0 or lower" {
+	run -0 inside systemd-analyze security --no-pager whoconn-metrics@0.service
+	last=${lines[-1]}
+	echo "$last"
+	[[ "$last" =~ Overall\ exposure\ level\ for\ whoconn-metrics@0.service:\ ([0-9]+\.[0-9]) ]]
+	awk -v s="${BASH_REMATCH[1]}" 'BEGIN { exit !(s <= 2.0) }'
+}
