@@ -126,7 +126,6 @@ static const struct {
     [END_BAD_BYTE] = {"invalid-byte", WHOCONN_EXIT_PROTOCOL},
     [END_RESET] = {"reset", WHOCONN_EXIT_IO},
     [END_SIGNAL] = {"signal", WHOCONN_EXIT_SIGNAL},
-    [END_NOMEM] = {"out-of-memory", WHOCONN_EXIT_SOFTWARE},
 };
 
 struct session {
@@ -149,6 +148,10 @@ struct session {
 };
 
 static volatile sig_atomic_t got_signal;
+
+/* stderr is the journal: $JOURNAL_STREAM names fd 2's device and inode
+ * (set by stderr_setup()). */
+static bool stderr_journal;
 
 /* ---- time and logging ------------------------------------------------ */
 
@@ -174,7 +177,7 @@ static void log_msg(int prio, const char *fmt, ...) {
     int n = 0;
     va_list ap;
 
-    if (getenv("JOURNAL_STREAM"))
+    if (stderr_journal)
         n = snprintf(line, sizeof line, "<%d>", prio);
     else
         n = snprintf(line, sizeof line, "whoconn[%ld]: ", (long)getpid());
@@ -291,11 +294,11 @@ static int confine_landlock(const char *db) {
     /* A directory we cannot even open (EACCES) is a registry fault, not a
      * reason to refuse WHY and WHERE: confine with no writable place. */
     ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
-    if (ruleset < 0)
-        err = -errno;
-    else if ((rule.parent_fd >= 0 &&
-              syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) < 0) ||
-             syscall(SYS_landlock_restrict_self, ruleset, 0) < 0)
+    bool ok = ruleset >= 0 &&
+              (rule.parent_fd < 0 ||
+               syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) == 0) &&
+              syscall(SYS_landlock_restrict_self, ruleset, 0) == 0;
+    if (!ok)
         err = -errno;
     if (ruleset >= 0)
         close(ruleset);
@@ -354,7 +357,8 @@ static int reg_error(sqlite3 *db, int rc) {
     case SQLITE_LOCKED:
         return -EBUSY;
     case SQLITE_READONLY:
-        return -EROFS;
+        /* the file was deleted or replaced under our open handle */
+        return rc == SQLITE_READONLY_DBMOVED ? -ESTALE : -EROFS;
     case SQLITE_FULL:
         return -ENOSPC;
     case SQLITE_CORRUPT:
@@ -380,6 +384,8 @@ static const char *reg_strerror(int err) {
         return "registry file belongs to another program";
     case -EBUSY:
         return "registry busy";
+    case -ESTALE:
+        return "registry file was deleted or replaced";
     default:
         return strerror(-err);
     }
@@ -404,6 +410,18 @@ static int reg_lock_fd(struct registry *r, long long pid, bool create) {
         return -errno;
     r->lockfd[shard] = fd;
     return fd;
+}
+
+/* Closes the shard files of other processes' locks.  Kept open across
+ * sweeps they could go stale (a -locks directory removed and recreated):
+ * every live process would then look dead to us.  Our own shard's file
+ * carries our lock and stays open. */
+static void reg_forget_shards(struct registry *r) {
+    for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
+        if (r->lockfd[i] >= 0 && !(r->registered && i == (int)(r->pid % WHOCONN_LOCK_SHARDS))) {
+            close(r->lockfd[i]);
+            r->lockfd[i] = -1;
+        }
 }
 
 /* Takes this process's liveness lock: a write lock on byte PID.  An OFD
@@ -534,6 +552,42 @@ static int reg_dir_error(const char *path, int err) {
     return err;
 }
 
+/* Puts a freshly built registry at path, unless one is there already.
+ * A deleted registry may have left its -wal and -shm behind (they persist,
+ * see reg_open()); SQLite would replay that old WAL into the new file, so
+ * they are removed first, under a lock that serialises creators. */
+static int reg_install(const char *tmp, const char *path) {
+    char lock[4096], aux[4096];
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    int err = 0;
+
+    if ((size_t)snprintf(lock, sizeof lock, "%s" WHOCONN_LOCKS_SUFFIX, path) >= sizeof lock - 8)
+        return -ENAMETOOLONG;
+    if (mkdir(lock, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    size_t len = strlen(lock);
+    snprintf(lock + len, sizeof lock - len, "/create");
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    if (fcntl(fd, F_OFD_SETLKW, &fl) < 0)
+        err = -errno;
+    else if (access(path, F_OK) == 0)
+        err = -EEXIST;
+    else {
+        static const char *const leftovers[] = {"-wal", "-shm"};
+        for (size_t i = 0; i < sizeof leftovers / sizeof leftovers[0]; i++) {
+            snprintf(aux, sizeof aux, "%s%s", path, leftovers[i]);
+            if (unlink(aux) < 0 && errno != ENOENT)
+                err = -errno;
+        }
+        if (err == 0 && link(tmp, path) < 0)
+            err = -errno;
+    }
+    close(fd); /* releases the lock */
+    return err;
+}
+
 /* Creates a missing registry whole: built under a private name, in WAL
  * mode and with its schema, then link()ed into place.  Nobody ever opens a
  * half-made file, so there is no race between processes switching it to
@@ -560,8 +614,8 @@ static int reg_create(const char *path) {
     /* The last close checkpoints and removes tmp's -wal and -shm. */
     if (sqlite3_close(db) != SQLITE_OK && err == 0)
         err = -EBUSY;
-    if (err == 0 && link(tmp, path) < 0)
-        err = -errno;
+    if (err == 0)
+        err = reg_install(tmp, path);
     unlink(tmp);
     return err;
 }
@@ -694,6 +748,35 @@ static int reg_fail(struct registry *r, int err, const char *what) {
     return err;
 }
 
+/* Asks the kernel for a signal (SIGIO) when an entry of the registry's
+ * directory is deleted, renamed or created, so that a held connection learns of a
+ * deleted or replaced registry at once instead of polling for it: 10,000
+ * held connections cost nothing while the directory is left alone.  dnotify
+ * rather than inotify: inotify instances are limited per user (128 by
+ * default), dnotify marks are not. */
+static int reg_watch(struct registry *r) {
+    char dir[4096];
+    const char *slash = strrchr(r->path, '/');
+
+    if (r->watch_fd >= 0)
+        return 0;
+    if ((size_t)snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - r->path) : 1,
+                         slash ? r->path : ".") >= sizeof dir)
+        return -ENAMETOOLONG;
+    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* DN_CREATE too: a file moved in from another directory over the
+     * registry is a creation to dnotify, not a rename. */
+    if (fcntl(fd, F_NOTIFY, DN_DELETE | DN_RENAME | DN_CREATE | DN_MULTISHOT) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    r->watch_fd = fd;
+    return 0;
+}
+
 /* Closes the registry of a held connection between its requests.  Every
  * open SQLite connection holds a POSIX lock on the -shm file, and the
  * kernel walks an inode's whole lock list on each fcntl(): with thousands
@@ -721,11 +804,18 @@ static int reg_register(struct registry *r) {
         r->register_failed = true;
         return reg_fail(r, err, "register");
     }
+    /* The file our row is in, for reg_moved().  Had it been replaced since
+     * the commit, our row would sit in the old one: register again. */
     struct stat st;
-    if (stat(r->path, &st) == 0) { /* the file our row is in, for reg_moved() */
-        r->reg_dev = st.st_dev;
-        r->reg_ino = st.st_ino;
+    int moved = 0;
+    if (sqlite3_file_control(r->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
+        moved || stat(r->path, &st) < 0) {
+        r->register_failed = true;
+        return reg_fail(r, -ESTALE, "register");
     }
+    r->reg_dev = st.st_dev;
+    r->reg_ino = st.st_ino;
+    reg_watch(r); /* without it, only a WHO would notice a move */
     r->registered = true;
     r->register_failed = false;
     r->logged_err = 0;
@@ -822,6 +912,7 @@ static int reg_sweep(struct registry *r) {
             reg_run(r, ST_ROLLBACK, 0, 0, 0);
     }
     free(dead);
+    reg_forget_shards(r);
     return err;
 rollback:
     reg_run(r, ST_ROLLBACK, 0, 0, 0);
@@ -866,6 +957,10 @@ static bool reg_moved(struct registry *r) {
                 close(r->lockfd[i]);
                 r->lockfd[i] = -1;
             }
+        if (r->watch_fd >= 0) { /* the directory may be new as well */
+            close(r->watch_fd);
+            r->watch_fd = -1;
+        }
         r->registered = false;
         r->register_failed = true; /* so WHO re-registers before it counts */
     }
@@ -1245,6 +1340,37 @@ static void metrics_session(struct whoconn_metrics *m, const struct session *s, 
     metrics_add(&m->duration_sum_us, (uint64_t)(duration_us > 0 ? duration_us : 0));
 }
 
+/* inetd and xinetd hand the connection to fd 2 as well: then anything we
+ * log would reach the client, so stderr goes to /dev/null instead.  Under
+ * systemd, fd 2 is the journal if $JOURNAL_STREAM says so (its dev:ino). */
+static void stderr_setup(void) {
+    struct stat in, err;
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+
+    if (fstat(STDERR_FILENO, &err) < 0)
+        return;
+    if (S_ISSOCK(err.st_mode) && fstat(STDIN_FILENO, &in) == 0 && in.st_dev == err.st_dev &&
+        in.st_ino == err.st_ino) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        return;
+    }
+    if (!js)
+        return;
+    char *end;
+    errno = 0;
+    dev = strtoull(js, &end, 10);
+    if (errno || *end != ':')
+        return;
+    ino = strtoull(end + 1, &end, 10);
+    stderr_journal = !errno && !*end && dev == (unsigned long long)err.st_dev &&
+                     ino == (unsigned long long)err.st_ino;
+}
+
 #ifndef WHOCONN_NO_MAIN
 
 static void on_signal(int sig) {
@@ -1299,7 +1425,7 @@ static void log_session(const struct peer *p, const struct session *s, int64_t d
     snprintf(msg, sizeof msg,
              "MESSAGE=peer=%s duration_ms=%" PRId64 " commands=%lu errors=%lu end=%s", p->name,
              duration_ms, s->commands, s->errors, end_info[s->end].name);
-    if (getenv("JOURNAL_STREAM")) {
+    if (stderr_journal) {
         snprintf(f[0], sizeof f[0], "PRIORITY=%d", LOG_INFO);
         snprintf(f[1], sizeof f[1], "SYSLOG_IDENTIFIER=whoconn");
         snprintf(f[2], sizeof f[2], "WHOCONN_PEER_ADDRESS=%s", p->addr);
@@ -1341,34 +1467,6 @@ static void drain_input(void) {
     }
 }
 
-/* Asks the kernel for a signal (SIGIO) when an entry of the registry's
- * directory is deleted, renamed or created, so that a held connection learns of a
- * deleted or replaced registry at once instead of polling for it: 10,000
- * held connections cost nothing while the directory is left alone.  dnotify
- * rather than inotify: inotify instances are limited per user (128 by
- * default), dnotify marks are not. */
-static int reg_watch(struct registry *r) {
-    char dir[4096];
-    const char *slash = strrchr(r->path, '/');
-
-    if (r->watch_fd >= 0)
-        return 0;
-    if ((size_t)snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - r->path) : 1,
-                         slash ? r->path : ".") >= sizeof dir)
-        return -ENAMETOOLONG;
-    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    /* DN_CREATE too: a file moved in from another directory over the
-     * registry is a creation to dnotify, not a rename. */
-    if (fcntl(fd, F_NOTIFY, DN_DELETE | DN_RENAME | DN_CREATE | DN_MULTISHOT) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    r->watch_fd = fd;
-    return 0;
-}
 
 static void session_run(struct session *s) {
     char buf[WHOCONN_READ_BUF];
@@ -1420,12 +1518,8 @@ static void session_run(struct session *s) {
                 s->end = END_IDLE;
                 break;
             }
-            if (!s->reg.registered && now >= register_at) {
-                if (reg_register(&s->reg) < 0)
-                    register_at = now + WHOCONN_RETRY_MS;
-                else
-                    reg_watch(&s->reg); /* without it, only WHO notices a move */
-            }
+            if (!s->reg.registered && now >= register_at && reg_register(&s->reg) < 0)
+                register_at = now + WHOCONN_RETRY_MS;
             continue;
         }
         ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
@@ -1543,7 +1637,10 @@ static int config_load(struct config *cfg, int argc, char **argv, char *dbbuf, s
             printf("whoconn %s (SQLite %s)\n", WHOCONN_VERSION, sqlite3_libversion());
             return 1;
         default:
-            fprintf(stderr, "whoconn: unknown or incomplete option: %s\n", argv[optind - 1]);
+            if (optopt && strncmp(argv[optind - 1], "--", 2) != 0)
+                fprintf(stderr, "whoconn: unknown or incomplete option: -%c\n", optopt);
+            else
+                fprintf(stderr, "whoconn: unknown or incomplete option: %s\n", argv[optind - 1]);
             usage(stderr);
             return -EINVAL;
         }
@@ -1591,6 +1688,7 @@ int main(int argc, char **argv) {
     sigset_t block;
     int r;
 
+    stderr_setup();
     r = config_load(&cfg, argc, argv, dbbuf, sizeof dbbuf);
     if (r != 0)
         return r > 0 ? WHOCONN_EXIT_OK : WHOCONN_EXIT_USAGE;

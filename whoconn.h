@@ -101,7 +101,7 @@ enum {
     WHOCONN_EXIT_OK = 0,        /* peer closed, or QUIT */
     WHOCONN_EXIT_USAGE = 64,    /* bad option or environment value */
     WHOCONN_EXIT_PROTOCOL = 65, /* peer broke the protocol: long line, bad byte */
-    WHOCONN_EXIT_SOFTWARE = 70, /* internal error (out of memory) */
+    WHOCONN_EXIT_SOFTWARE = 70, /* internal error: confinement failed */
     WHOCONN_EXIT_IO = 74,       /* connection reset or write failed */
     WHOCONN_EXIT_TIMEOUT = 75,  /* idle timeout or stalled writes */
     WHOCONN_EXIT_SIGNAL = 76,   /* SIGTERM/SIGINT/SIGHUP */
@@ -138,7 +138,6 @@ enum whoconn_end {
     END_BAD_BYTE,
     END_RESET,
     END_SIGNAL,
-    END_NOMEM,
     END__MAX
 };
 

@@ -213,7 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
 
     unsigned long ncommands = s.commands;
-    enum end_reason end = s.end;
+    enum whoconn_end end = s.end;
     session_free(&s);
 
     ssize_t len = pread(fuzz_out, fuzz_buf, FUZZ_OUT_MAX, 0);

@@ -31,7 +31,9 @@ SAN_LOG    = $(ROBUST_DIR)/san/report
 
 # Suites that run whoconn through $WHOCONN_BIN (tests/helpers.bash): all of
 # tests/*.bats.  Override to run a subset: make check-asan ASAN_SUITES=...
-ASAN_SUITES ?= $(wildcard tests/*.bats)
+# systemd.bats and cluster.bats run installed binaries in a container and
+# network namespaces: nothing of the sanitized build would be exercised.
+ASAN_SUITES ?= $(filter-out tests/systemd.bats tests/cluster.bats,$(wildcard tests/*.bats))
 
 CHECK_TARGETS += check-lint check-fuzz check-asan check-valgrind
 
@@ -40,7 +42,7 @@ deps-robust:
 
 $(ROBUST_DIR)/whoconn-fuzz: fuzz/fuzz_session.c whoconn.c whoconn.h whoconn-seccomp.h | deps-robust
 	@mkdir -p $(@D)
-	$(SAN_CC) $(SAN_CFLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_session.c \
+	$(SAN_CC) $(SAN_CFLAGS) -Wno-unused-function -fsanitize=fuzzer -o $@ fuzz/fuzz_session.c \
 		$(LDLIBS) -ldl
 
 $(ROBUST_DIR)/whoconn-asan: whoconn.c whoconn.h whoconn-seccomp.h robust/sanitizer-options.c | deps-robust
@@ -75,7 +77,7 @@ check-fuzz: $(ROBUST_DIR)/whoconn-fuzz
 fuzz-replay: $(ROBUST_DIR)/whoconn-fuzz
 	FUZZ_TMPDIR=$(FUZZ_TMPDIR) $(ROBUST_DIR)/whoconn-fuzz -runs=0 fuzz/corpus
 
-check-asan: $(ROBUST_DIR)/whoconn-asan units/whoconn@.service units/whoconn.socket
+check-asan: $(ROBUST_DIR)/whoconn-asan
 	@scripts/ensure-deps $(DEPS_CHECK)
 	@rm -rf $(dir $(SAN_LOG)) && mkdir -p $(dir $(SAN_LOG))
 	WHOCONN_BIN=$(ROBUST_DIR)/whoconn-asan WHOCONN_SANITIZED=1 \

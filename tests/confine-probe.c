@@ -154,5 +154,6 @@ int main(int argc, char **argv) {
 
     if (argc == 3 && strcmp(argv[1], "--bench") == 0)
         return bench(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1000, db);
+    stderr_setup(); /* as main() does: the journal's <N> prefixes */
     return probe(db);
 }

@@ -192,9 +192,65 @@ UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
 }
 
 @test "diagnostics go to stderr, never to stdout" {
-	run -0 --separate-stderr bash -c "printf 'WHY\n' | WHOCONN_DB=/nonexistent/dir/r.db $WHOCONN"
-	[ "$output" = "42" ]
-	[[ "$stderr" == *"end=client-closed"* ]]
+	run -0 --separate-stderr bash -c "printf 'WHY\nWHO\n' | WHOCONN_DB=/nonexistent/dir/r.db $WHOCONN"
+	[ "${#lines[@]}" -eq 2 ]
+	[ "${lines[0]}" = "42" ]
+	[ "${lines[1]}" = "ERR registry unavailable: No such file or directory" ]
+	[[ "${stderr_lines[0]}" == *"registry count: /nonexistent/dir/r.db: No such file or directory"* ]]
+	[[ "${stderr_lines[1]}" == *"end=client-closed"* ]]
+}
+
+@test "when the connection is also stderr (inetd, xinetd), nothing but replies reach it" {
+	python3 - "$WHOCONN" "$BATS_TEST_TMPDIR/r.db" >"$BATS_TEST_TMPDIR/got" <<-'EOF'
+	import os, socket, subprocess, sys
+	a, b = socket.socketpair()
+	env = dict(os.environ, WHOCONN_DB="/nonexistent/dir/r.db")
+	p = subprocess.Popen([sys.argv[1]], stdin=b, stdout=b, stderr=b, env=env)
+	b.close()
+	a.sendall(b"WHO\nWHY\n")
+	a.shutdown(socket.SHUT_WR)
+	data = b""
+	while True:
+	    c = a.recv(4096)
+	    if not c:
+	        break
+	    data += c
+	p.wait()
+	sys.stdout.write(data.decode())
+	EOF
+	run -0 cat "$BATS_TEST_TMPDIR/got"
+	[ "${#lines[@]}" -eq 2 ]
+	[ "${lines[0]}" = "ERR registry unavailable: No such file or directory" ]
+	[ "${lines[1]}" = "42" ]
+}
+
+@test "a final unterminated line over the limit gets ERR line too long at end of input" {
+	line=$(printf 'x%.0s' $(seq 1025))
+	run -65 stdio "WHY\n${line}"
+	[ "${lines[0]}" = "42" ]
+	[ "${lines[1]}" = "ERR line too long" ]
+}
+
+@test "a final unterminated line of 1024 bytes and a CR is read as a request" {
+	line=$(printf 'x%.0s' $(seq 1024))
+	run -0 stdio "${line}\r"
+	[ "$output" = "ERR unknown command" ]
+}
+
+@test "a TAB between a command and an argument is an argument too" {
+	run -0 stdio 'WHO\tx\nWHY\n'
+	[ "${lines[0]}" = "ERR WHO takes no arguments" ]
+	[ "${lines[1]}" = "42" ]
+}
+
+@test "WHERE is the machine id made app-specific with whoconn's application id" {
+	command -v systemd-id128 >/dev/null || skip "needs systemd-id128 (package systemd)"
+	app=$(sed -n 's/^    SD_ID128_MAKE(\(.*\))$/\1/p' "$TOP/whoconn.h" | tr -d ,)
+	[ "${#app}" -eq 32 ]
+	run -0 systemd-id128 machine-id --uuid -a "$app"
+	want="$output"
+	run -0 stdio 'WHERE\n'
+	[ "$output" = "$want" ]
 }
 
 @test "the session log line tells commands, errors and why it ended" {

@@ -93,7 +93,8 @@ teardown() {
 }
 
 @test "WHO answers ERR when the registry directory is not writable by the service user" {
-	[ "$(id -u)" -ne 0 ] || command -v setpriv >/dev/null || skip "needs setpriv to drop root"
+	[ "$(id -u)" -eq 0 ] || skip "needs root to run whoconn as another user (nobody)"
+	command -v setpriv >/dev/null || skip "needs setpriv (util-linux) to drop root"
 	mkdir -m 0555 "$BATS_TEST_TMPDIR/ro"
 	chmod 0755 "$BATS_TEST_TMPDIR"
 	run -0 bash -c "printf 'WHO\nWHY\n' | setpriv --reuid=65534 --regid=65534 --clear-groups env WHOCONN_DB=$BATS_TEST_TMPDIR/ro/registry.db $WHOCONN 2>/dev/null"
@@ -169,4 +170,33 @@ teardown() {
 	# no sweep is due, and a stale row carries the PID the next session runs as
 	run -0 bash -c "sqlite3 $db \"INSERT OR REPLACE INTO meta VALUES('swept', $now); INSERT INTO conn VALUES(\$\$, 0)\"; WHOCONN_DB=$db exec $WHOCONN <<<WHO 2>/dev/null"
 	[ "$output" = 1 ]
+}
+
+@test "a registry deleted with its -wal left behind is recreated empty, not from the old WAL" {
+	db="$BATS_TEST_TMPDIR/registry.db"
+	run -0 stdio 'WHO\n'
+	# a change that lives only in the WAL, as whoconn leaves it (no
+	# checkpoint on close)
+	sqlite3 "$db" ".dbconfig no_ckpt_on_close on" "INSERT INTO meta VALUES('marker', 1)" >/dev/null
+	[ -s "$db-wal" ]
+	rm "$db"
+	run -0 stdio 'WHO\n'
+	[ "$output" = 1 ]
+	run -0 sqlite3 "$db" "SELECT count(*) FROM meta WHERE key='marker'"
+	[ "$output" = 0 ]
+	run -0 sqlite3 "$db" 'PRAGMA integrity_check'
+	[ "$output" = ok ]
+}
+
+@test "held connections stay counted when the lock directory is removed" {
+	start_server
+	hold 4
+	run -0 client wait-who 5
+	rm -rf "$DB-locks"
+	# each held process notices (dnotify), takes its lock again in a new
+	# file, and no sweep may drop it meanwhile
+	sleep 1.2
+	run -0 client wait-who 5 --within 0
+	sleep 1.2
+	run -0 client wait-who 5 --within 0
 }

@@ -115,9 +115,18 @@ teardown() { stop_server; }
 	hold 2
 	run -0 client wait-who 3
 	wait_for_children 2
+	run -0 sqlite3 "$DB" 'SELECT count(*) FROM conn'
+	[ "$output" = 2 ]
 	kill -TERM $(connection_pids)
-	run -0 client wait-who 1 --within 1.2
-	grep -q 'end=signal' "$BATS_TEST_TMPDIR/server.log"
+	wait_for_children 0
+	# no WHO ran since, so no sweep: the rows went because the processes
+	# removed them themselves
+	run -0 sqlite3 "$DB" 'SELECT count(*) FROM conn'
+	[ "$output" = 0 ]
+	run -0 grep -c 'died with code 76' "$BATS_TEST_TMPDIR/server.log"
+	[ "$output" = 2 ]
+	run -0 grep -c 'end=signal' "$BATS_TEST_TMPDIR/server.log"
+	[ "$output" = 2 ]
 }
 
 @test "a stopped connection process stays counted and lives on after SIGCONT" {
@@ -160,7 +169,7 @@ teardown() { stop_server; }
 @test "a client that never reads replies is cut off and unregistered" {
 	run -0 client noread --max-seconds 30
 	[[ "$output" == "cut off after"* ]]
-	grep -Eq 'end=(write-timeout|idle-timeout)' "$BATS_TEST_TMPDIR/server.log"
+	grep -q 'end=write-timeout' "$BATS_TEST_TMPDIR/server.log"
 	run -0 client wait-who 1
 }
 
@@ -170,4 +179,12 @@ teardown() { stop_server; }
 	sleep 0.2
 	run -0 grep -cE 'peer=127\.0\.0\.1:[0-9]+ duration_ms=[0-9]+ commands=1 errors=0 end=client-closed' "$BATS_TEST_TMPDIR/server.log"
 	[ "$output" -eq 2 ]
+}
+
+@test "a registered connection that sends QUIT drops out of WHO at once" {
+	hold 3 --send 'WHY\n'
+	run -0 client wait-who 4
+	run -0 client send 'QUIT\n' --keep-open
+	[ "${lines[0]}" = "BYE" ]
+	run -0 client wait-who 4 --within 0
 }

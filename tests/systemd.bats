@@ -351,7 +351,7 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[[ "${lines[1]}" =~ ^peer=127\.0\.0\.1:[0-9]+\ .*\ end=invalid-byte$ ]]
 }
 
-@test "a probe confined exactly like a connection can write only in the registry directory and can neither fork, exec nor open sockets" {
+@test "a probe confined exactly like a connection can write only in the registry directory and can neither fork, exec nor open network sockets" {
 	cursor=$(journal_cursor)
 	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
 		printf "[Service]\nExecStart=\nExecStart=/src/tests/confine-probe\n" \
@@ -431,6 +431,7 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	hold 2
 	wait_nconnections 2
 	run -0 client wait-who 3
+	wait_nconnections 2 # the asker's instance is gone too (journal grace)
 	for pid in $(instance_pids); do
 		run -0 inside ps -o user=,args= -p "$pid"
 		[ "$output" = "whoconn  /usr/bin/whoconn" ]
