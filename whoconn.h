@@ -166,7 +166,8 @@ enum whoconn_err {
  * It lives beside the registry and, like it, is reset at boot.  Only ever
  * append fields, and bump the magic if their meaning changes. */
 #define WHOCONN_METRICS_SUFFIX "-metrics"
-#define WHOCONN_METRICS_MAGIC 0x31544d434f4857ULL /* "WHOCMT1" */
+/* "WHOCMT2": ends[] lost END_NOMEM, which moved every later field. */
+#define WHOCONN_METRICS_MAGIC 0x32544d434f4857ULL /* "WHOCMT2" */
 
 struct whoconn_metrics {
     uint64_t magic;
@@ -191,7 +192,6 @@ static const char *const whoconn_end_names[END__MAX] __attribute__((unused)) = {
     [END_BAD_BYTE] = "invalid-byte",
     [END_RESET] = "reset",
     [END_SIGNAL] = "signal",
-    [END_NOMEM] = "out-of-memory",
 };
 
 static const char *const whoconn_cmd_names[CMD__MAX] __attribute__((unused)) = {
