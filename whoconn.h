@@ -166,7 +166,8 @@ enum whoconn_err {
  * It lives beside the registry and, like it, is reset at boot.  Only ever
  * append fields, and bump the magic if their meaning changes. */
 #define WHOCONN_METRICS_SUFFIX "-metrics"
-#define WHOCONN_METRICS_MAGIC 0x31544d434f4857ULL /* "WHOCMT1" */
+/* "WHOCMT2": ends[] lost END_NOMEM, which moved every later field. */
+#define WHOCONN_METRICS_MAGIC 0x32544d434f4857ULL /* "WHOCMT2" */
 
 struct whoconn_metrics {
     uint64_t magic;
@@ -178,5 +179,69 @@ struct whoconn_metrics {
     uint64_t duration_bucket[WHOCONN_DURATION_BUCKETS + 1]; /* per bucket, last +Inf; not cumulative */
     uint64_t duration_sum_us;
 };
+
+/* Label values of the metrics, in enum order; whoconn.c's end_info names
+ * must match whoconn_end_names (make check-metrics compares them). */
+static const char *const whoconn_end_names[END__MAX] __attribute__((unused)) = {
+    [END_NONE] = "none",
+    [END_CLOSED] = "client-closed",
+    [END_QUIT] = "quit",
+    [END_IDLE] = "idle-timeout",
+    [END_WRITE_TIMEOUT] = "write-timeout",
+    [END_LINE_TOO_LONG] = "line-too-long",
+    [END_BAD_BYTE] = "invalid-byte",
+    [END_RESET] = "reset",
+    [END_SIGNAL] = "signal",
+};
+
+static const char *const whoconn_cmd_names[CMD__MAX] __attribute__((unused)) = {
+    [CMD_WHO] = "WHO",
+    [CMD_WHERE] = "WHERE",
+    [CMD_WHY] = "WHY",
+    [CMD_HELP] = "HELP",
+    [CMD_QUIT] = "QUIT",
+    [CMD_UNKNOWN] = "unknown",
+};
+
+static const char *const whoconn_err_names[ERRK__MAX] __attribute__((unused)) = {
+    [ERRK_UNKNOWN_COMMAND] = "unknown-command",
+    [ERRK_ARGUMENTS] = "arguments",
+    [ERRK_REGISTRY] = "registry",
+    [ERRK_SERVER_ID] = "server-id",
+    [ERRK_LINE_TOO_LONG] = "line-too-long",
+    [ERRK_INVALID_BYTE] = "invalid-byte",
+};
+
+/* ---- whoconn-metrics(8): the Prometheus endpoint ----------------------- */
+
+/* Default listening address of whoconn-metrics.socket (documentation and
+ * units only: the program itself serves whatever fd 0 is). */
+#define WHOCONN_METRICS_PORT 9242
+
+/* Longest HTTP request head (request line and header fields) we read.  A
+ * Prometheus scrape sends about 300 bytes; browsers and curl under 1 KiB.
+ * Longer gets 431 and a close. */
+#ifndef WHOCONN_METRICS_HEAD_MAX
+#define WHOCONN_METRICS_HEAD_MAX 8192
+#endif
+
+/* Header fields per request, past which we answer 431 too. */
+#define WHOCONN_METRICS_FIELDS_MAX 64
+
+/* Time for the whole request head to arrive, in seconds: a deadline, not
+ * an idle timer, so trickling bytes does not keep the process alive.  Also
+ * bounds each write of the answer.  Prometheus' default scrape timeout is
+ * 10 s, and a scrape's request arrives in one segment. */
+#define WHOCONN_METRICS_TIMEOUT_DEFAULT 5
+#define WHOCONN_METRICS_TIMEOUT_MIN 1
+#define WHOCONN_METRICS_TIMEOUT_MAX 60
+
+/* Peers listed one by one (whoconn_peer_*{peer=...}); further peers are
+ * still counted in whoconn_peers.  Keeps a runaway peer table from making
+ * an unbounded answer and unbounded series in Prometheus. */
+#define WHOCONN_METRICS_PEERS_MAX 256
+
+/* A peer id longer than this is cut in its label (ids are UUIDs). */
+#define WHOCONN_METRICS_LABEL_MAX 128
 
 #endif /* WHOCONN_H */
