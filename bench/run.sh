@@ -632,6 +632,12 @@ report() {
 			echo
 			cat "$B/NOTES.md"
 		fi
+		# cluster mode's times come from `make bench-cluster` (tests/cluster
+		# machinery, root): carried here so that all results are in one place
+		if [ -s "$B/cluster-RESULTS.md" ] && [ $SMOKE = 0 ]; then
+			echo
+			sed -e '1s/^# /## /' -e '2,$s/^## /### /' "$B/cluster-RESULTS.md"
+		fi
 	} >"$md"
 }
 

@@ -33,7 +33,7 @@ SAN_LOG    = $(ROBUST_DIR)/san/report
 # tests/*.bats.  Override to run a subset: make check-asan ASAN_SUITES=...
 # systemd.bats and cluster.bats run installed binaries in a container and
 # network namespaces: nothing of the sanitized build would be exercised.
-ASAN_SUITES ?= $(filter-out tests/systemd.bats tests/cluster.bats,$(wildcard tests/*.bats))
+ASAN_SUITES ?= $(filter-out tests/systemd.bats tests/cluster.bats tests/metrics-systemd.bats,$(wildcard tests/*.bats))
 
 CHECK_TARGETS += check-lint check-fuzz check-asan check-valgrind
 
