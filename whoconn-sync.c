@@ -656,16 +656,35 @@ static int reg_prepare(struct agent *a) {
     int rc = sqlite3_prepare_v2(a->reg.db, "SELECT count(*) FROM conn", -1, &a->st_local, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(a->reg.db, "DELETE FROM peer", -1, &a->st_peer_clear, NULL);
+    /* updated_ms came after the first schema: add it to an older file. */
+    sqlite3_stmt *col = NULL;
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(a->reg.db,
-                                "INSERT INTO peer(id, count, expires_ms) VALUES(?1, ?2, ?3)", -1,
-                                &a->st_peer_put, NULL);
+                                "SELECT count(*) FROM pragma_table_info('peer') WHERE name='updated_ms'",
+                                -1, &col, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(col) == SQLITE_ROW && sqlite3_column_int(col, 0) == 0)
+        rc = sqlite3_exec(a->reg.db, "ALTER TABLE peer ADD COLUMN updated_ms INTEGER", NULL, NULL,
+                          NULL);
+    sqlite3_finalize(col);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(a->reg.db,
+                                "INSERT INTO peer(id, count, expires_ms, updated_ms)"
+                                " VALUES(?1, ?2, ?3, ?4)",
+                                -1, &a->st_peer_put, NULL);
     return rc == SQLITE_OK ? 0 : reg_error(a->reg.db, rc);
 }
 
 /* Sweeps dead connection rows (at most every WHOCONN_SWEEP_AFTER_MS, shared
  * with the connection processes) and reads the local count. */
 static int reg_poll(struct agent *a, long long *ret) {
+    int moved = 0;
+
+    /* A registry deleted or replaced under our long-lived handle: reopen,
+     * or we would count and write into a file nobody else uses. */
+    if (a->reg.db &&
+        sqlite3_file_control(a->reg.db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+        moved)
+        reg_release(a);
     int err = reg_prepare(a);
 
     if (err < 0)
@@ -683,7 +702,7 @@ static int reg_poll(struct agent *a, long long *ret) {
 
 /* Replaces the peer rows with the view, valid until expires_ms, in one
  * short IMMEDIATE transaction. */
-static int reg_write_peers(struct agent *a, int64_t expires_ms) {
+static int reg_write_peers(struct agent *a, int64_t expires_ms, int64_t updated_ms) {
     int err = reg_prepare(a);
 
     if (err < 0)
@@ -697,6 +716,7 @@ static int reg_write_peers(struct agent *a, int64_t expires_ms) {
         sqlite3_bind_text(a->st_peer_put, 1, a->peers[i].id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(a->st_peer_put, 2, a->peers[i].count);
         sqlite3_bind_int64(a->st_peer_put, 3, expires_ms);
+        sqlite3_bind_int64(a->st_peer_put, 4, updated_ms);
         rc = sqlite3_step(a->st_peer_put);
         sqlite3_reset(a->st_peer_put);
     }
@@ -814,7 +834,7 @@ static void step_peers(struct agent *a) {
         return;
     if (!a->view_dirty && base - a->written_base < SYNC_REFRESH_MS)
         return;
-    int err = reg_write_peers(a, base + (int64_t)a->staleness * 1000);
+    int err = reg_write_peers(a, base + (int64_t)a->staleness * 1000, base);
     reg_outcome(a, err, "peer update");
     if (err < 0)
         return;

@@ -482,7 +482,9 @@ static const char schema_sql[] =
      * ages out by itself. */
     "CREATE TABLE IF NOT EXISTS peer("
     " id TEXT PRIMARY KEY, count INTEGER NOT NULL,"
-    " expires_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    " expires_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER)" /* when the count was last confirmed (CLOCK_BOOTTIME) */
+    " WITHOUT ROWID;"
     "PRAGMA application_id=2003332963;"
     "PRAGMA user_version=1;";
 

@@ -62,9 +62,10 @@ sessions_done() { wait_for_children 0; }
 
 # with_updated_ms - adds the optional peer.updated_ms column to the registry
 # $DB (created by a WHO session first), as the cluster agent does.
+# with_updated_ms - a registry whose peer table has updated_ms (the schema
+# has it; whoconn-sync adds it to older files).
 with_updated_ms() {
 	printf 'WHO\n' | WHOCONN_DB="$DB" "$WHOCONN" >/dev/null 2>&1
-	sqlite3 "$DB" 'ALTER TABLE peer ADD COLUMN updated_ms INTEGER'
 }
 
 boottime_ms() { python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000))'; }
@@ -538,6 +539,9 @@ baseline() {
 
 @test "a registry without the updated_ms column still lists its peers, without an age" {
 	printf 'WHO\n' | WHOCONN_DB="$DB" "$WHOCONN" >/dev/null 2>&1
+	# the peer table of the first schema, before updated_ms
+	sqlite3 "$DB" "DROP TABLE peer; CREATE TABLE peer(id TEXT PRIMARY KEY,
+		count INTEGER NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID"
 	now=$(boottime_ms)
 	sqlite3 "$DB" "INSERT INTO peer VALUES('aaaa', 5, $((now + 60000)))"
 	scrape >"$BATS_TEST_TMPDIR/m"

@@ -148,7 +148,7 @@ teardown() {
 	start_server
 	run -0 client who
 	now=$(python3 -c 'import time; print(int(time.clock_gettime(time.CLOCK_BOOTTIME)*1000))')
-	sqlite3 "$DB" "INSERT INTO peer VALUES('a', 5, $((now + 60000))), ('b', 7, $((now - 1)))"
+	sqlite3 "$DB" "INSERT INTO peer(id, count, expires_ms) VALUES('a', 5, $((now + 60000))), ('b', 7, $((now - 1)))"
 	run -0 client who
 	[ "$output" = 6 ]
 }
