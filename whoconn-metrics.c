@@ -767,17 +767,7 @@ static void usage(FILE *f) {
 }
 
 static int parse_seconds(const char *s, unsigned *ret) {
-    char *end;
-    unsigned long v;
-
-    if (!s || !isdigit((unsigned char)s[0]))
-        return -EINVAL;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || *end || v < WHOCONN_METRICS_TIMEOUT_MIN || v > WHOCONN_METRICS_TIMEOUT_MAX)
-        return -ERANGE;
-    *ret = (unsigned)v;
-    return 0;
+    return whoconn_parse_uint(s, WHOCONN_METRICS_TIMEOUT_MIN, WHOCONN_METRICS_TIMEOUT_MAX, ret);
 }
 
 /* Environment first, then the command line; the registry default is
@@ -831,17 +821,8 @@ static int config_load(struct config *cfg, int argc, char **argv, char *dbbuf, s
         fprintf(stderr, "whoconn-metrics: the registry path (--db, WHOCONN_DB) is empty\n");
         return -EINVAL;
     }
-    if (!db) {
-        const char *rt = getenv("RUNTIME_DIRECTORY");
-        /* several directories are separated by ':'; the first is ours */
-        if (rt && *rt && rt[0] == '/') {
-            size_t len = strcspn(rt, ":");
-            if ((size_t)snprintf(dbbuf, dbsize, "%.*s/%s", (int)len, rt, WHOCONN_DB_NAME) < dbsize)
-                db = dbbuf;
-        }
-        if (!db)
-            db = WHOCONN_DB_DEFAULT;
-    }
+    if (!db)
+        db = whoconn_db_default(dbbuf, dbsize);
     cfg->db = db;
     return 0;
 }

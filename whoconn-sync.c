@@ -1001,16 +1001,8 @@ static int sync_config(struct agent *a, int argc, char **argv, char *dbbuf, size
         fprintf(stderr, "whoconn-sync: the registry path (--db, WHOCONN_DB) is empty\n");
         return -EINVAL;
     }
-    if (!db) {
-        const char *rt = getenv("RUNTIME_DIRECTORY");
-        if (rt && *rt == '/') {
-            size_t len = strcspn(rt, ":");
-            if ((size_t)snprintf(dbbuf, dbsize, "%.*s/%s", (int)len, rt, WHOCONN_DB_NAME) < dbsize)
-                db = dbbuf;
-        }
-        if (!db)
-            db = WHOCONN_DB_DEFAULT;
-    }
+    if (!db)
+        db = whoconn_db_default(dbbuf, dbsize);
     a->db = db;
     snprintf(a->key, sizeof a->key, "%s%s", SYNC_PREFIX, a->id);
     return 0;

@@ -109,8 +109,45 @@ enum {
 
 /* ---- shared with the metrics endpoint and the cluster agent ---------- */
 
+#include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parses a setting that is a whole number from min to max: digits only, no
+ * sign, no suffix, no overflow.  0, or -EINVAL/-ERANGE. */
+static inline int whoconn_parse_uint(const char *s, unsigned long min, unsigned long max,
+                                     unsigned *ret) {
+    char *end;
+    unsigned long v;
+
+    if (!s || !isdigit((unsigned char)s[0]))
+        return -EINVAL;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -ERANGE;
+    *ret = (unsigned)v;
+    return 0;
+}
+
+/* The registry path when none is configured: WHOCONN_DB_NAME in the first
+ * of systemd's $RUNTIME_DIRECTORY directories (':'-separated), else
+ * WHOCONN_DB_DEFAULT.  Shared by whoconn, whoconn-sync and whoconn-metrics,
+ * which must agree on it; buf holds the result when it is built. */
+static inline const char *whoconn_db_default(char *buf, size_t size) {
+    const char *rt = getenv("RUNTIME_DIRECTORY");
+
+    if (rt && rt[0] == '/') {
+        size_t len = strcspn(rt, ":");
+        if ((size_t)snprintf(buf, size, "%.*s/%s", (int)len, rt, WHOCONN_DB_NAME) < size)
+            return buf;
+    }
+    return WHOCONN_DB_DEFAULT;
+}
 
 /* Liveness locks: a registered process holds an OFD write lock on byte PID
  * of "<registry>-locks/NN", NN = PID % WHOCONN_LOCK_SHARDS in two digits. */
