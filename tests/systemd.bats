@@ -402,6 +402,42 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 
 # The Debian package, last: it replaces the make-installed copy.
 
+@test "each finished connection's journal entry carries WHOCONN_* fields journalctl can filter on" {
+	cursor=$(journal_cursor)
+	run -0 --separate-stderr client send 'WHY\nnope\n'
+	[ "${lines[0]}" = "42" ]
+	[ "${lines[1]}" = "ERR unknown command" ]
+	# (journalctl 252 finds nothing when --after-cursor and a field match
+	# are combined: select after the cursor here, filter by field below)
+	for _ in $(seq 100); do
+		inside journalctl -q -u 'whoconn@*' --after-cursor="$cursor" -o json |
+			grep -q '"WHOCONN_ERRORS":"1"' && break
+		sleep 0.05
+	done
+	inside journalctl -q -u 'whoconn@*' --after-cursor="$cursor" -o json \
+		>"$BATS_TEST_TMPDIR/entries.json"
+	run --separate-stderr python3 - "$BATS_TEST_TMPDIR/entries.json" <<-'PY'
+	import json, sys
+	entries = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+	ours = [e for e in entries if e.get("WHOCONN_ERRORS") == "1"]
+	assert len(ours) == 1, ours
+	e = ours[0]
+	assert e["WHOCONN_PEER_PORT"].isdigit() and e["WHOCONN_DURATION_MS"].isdigit()
+	assert e["_SYSTEMD_UNIT"].startswith("whoconn@"), e["_SYSTEMD_UNIT"]
+	assert e["MESSAGE"].startswith("peer=127.0.0.1:" + e["WHOCONN_PEER_PORT"] + " ")
+	print(e["WHOCONN_PEER_PORT"], e["WHOCONN_PEER_ADDRESS"], e["WHOCONN_COMMANDS"],
+	      e["WHOCONN_ERRORS"], e["WHOCONN_END"])
+	PY
+	printf '%s\n' "$stderr" "${lines[@]}"
+	[ "$status" -eq 0 ]
+	port=${output%% *}
+	[ "${output#* }" = "127.0.0.1 2 1 client-closed" ]
+	# the fields filter: exactly this connection's entry
+	run -0 inside journalctl -q -u 'whoconn@*' -o cat WHOCONN_PEER_PORT="$port" WHOCONN_END=client-closed
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "${lines[0]}" == "peer=127.0.0.1:$port duration_ms="*" commands=2 errors=1 end=client-closed" ]]
+}
+
 @test "make deb builds a .deb that lintian accepts without errors or warnings" {
 	command -v dpkg-buildpackage >/dev/null || skip "needs dpkg-dev"
 	run -0 make -C "$TOP" -s deb DEB_DIR="$BATS_FILE_TMPDIR/deb"
