@@ -248,7 +248,7 @@ static void sanitize(char *dst, size_t dstsize, const char *src, size_t len) {
 
 /* Everything that changes the file system, and execve(): what a ruleset
  * handles is denied except under a rule.  Reading stays unrestricted, for
- * /proc/PID/stat, libsystemd and /etc/machine-id. */
+ * libsystemd and /etc/machine-id. */
 #define LL_HANDLED                                                                               \
     (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR | \
      LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR | \

@@ -10,7 +10,7 @@
  *
  * The list is what a connection process needs after start-up (see
  * confine() in whoconn.c): SQLite on its registry files, reading
- * /proc/PID/stat, dlopen() of libsystemd for WHERE, the session's I/O and
+ * liveness locks, the journal datagram, dlopen() of libsystemd for WHERE, the session's I/O and
  * signals.  Everything else fails with EPERM: a denied call is an error the
  * code already handles, never a silent success.
  *
@@ -38,7 +38,7 @@ static const char *const allowed[] = {
     "getuid", "geteuid", "getgid", "getegid", "uname",
     /* memory */
     "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
-    /* files: the registry (and -wal, -shm), /proc/PID/stat, libsystemd,
+    /* files: the registry (and -wal, -shm), the lock files, libsystemd,
      * /etc/machine-id.  Where writes may go is Landlock's job, not this
      * filter's: unix permissions and Landlock confine the paths. */
     "openat", "open", "close", "fstat", "newfstatat", "stat", "lstat", "statx",
