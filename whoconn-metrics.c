@@ -104,25 +104,11 @@ static int64_t now_ms(clockid_t clk) {
  * is the journal (systemd sets $JOURNAL_STREAM then). */
 static void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void log_msg(int prio, const char *fmt, ...) {
-    char line[512];
-    int n;
     va_list ap;
 
-    if (getenv("JOURNAL_STREAM"))
-        n = snprintf(line, sizeof line, "<%d>", prio);
-    else
-        n = snprintf(line, sizeof line, "whoconn-metrics[%ld]: ", (long)getpid());
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    whoconn_vlog("whoconn-metrics", getenv("JOURNAL_STREAM") != NULL, prio, fmt, ap);
     va_end(ap);
-    if (m < 0)
-        return;
-    n += m;
-    if ((size_t)n > sizeof line - 2)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w; /* nowhere left to report a failing log */
 }
 
 /* ---- reading the request --------------------------------------------- */

@@ -151,25 +151,11 @@ static volatile sig_atomic_t sync_signal;
 
 static void sync_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sync_log(int prio, const char *fmt, ...) {
-    char line[768];
-    int n;
     va_list ap;
 
-    if (getenv("JOURNAL_STREAM"))
-        n = snprintf(line, sizeof line, "<%d>", prio);
-    else
-        n = snprintf(line, sizeof line, "whoconn-sync[%ld]: ", (long)getpid());
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    whoconn_vlog("whoconn-sync", getenv("JOURNAL_STREAM") != NULL, prio, fmt, ap);
     va_end(ap);
-    if (m < 0)
-        return;
-    n += m;
-    if ((size_t)n > sizeof line - 2)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w;
 }
 
 /* ---- small helpers ----------------------------------------------------- */

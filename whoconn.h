@@ -112,10 +112,35 @@ enum {
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Writes one log line to stderr in a single write(2): with the journal's
+ * <N> priority prefix when stderr is the journal, else "IDENT[PID]: ".
+ * Lines are cut at 766 bytes. */
+static inline void whoconn_vlog(const char *ident, bool journal, int prio, const char *fmt,
+                                va_list ap) __attribute__((format(printf, 4, 0)));
+static inline void whoconn_vlog(const char *ident, bool journal, int prio, const char *fmt,
+                                va_list ap) {
+    char line[768];
+    int n = journal ? snprintf(line, sizeof line, "<%d>", prio)
+                    : snprintf(line, sizeof line, "%s[%ld]: ", ident, (long)getpid());
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+
+    if (m < 0)
+        return;
+    n += m;
+    if ((size_t)n > sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w; /* nowhere left to report a failing log */
+}
 
 /* Parses a setting that is a whole number from min to max: digits only, no
  * sign, no suffix, no overflow.  0, or -EINVAL/-ERANGE. */
