@@ -613,24 +613,32 @@ static int reg_open(struct registry *r) {
 
     if (r->db)
         return 0;
-    rc = sqlite3_open_v2(r->path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc == SQLITE_CANTOPEN && access(r->path, F_OK) < 0 && errno == ENOENT) {
-        reg_close(r);
-        err = reg_create(r->path);
-        if (err < 0 && err != -EEXIST)
-            return reg_dir_error(r->path, err);
+    for (int attempt = 0;; attempt++) {
         rc = sqlite3_open_v2(r->path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    }
-    if (rc != SQLITE_OK) {
-        err = reg_error(r->db, rc);
+        if (rc == SQLITE_CANTOPEN && access(r->path, F_OK) < 0 && errno == ENOENT) {
+            reg_close(r);
+            err = reg_create(r->path);
+            if (err < 0 && err != -EEXIST)
+                return reg_dir_error(r->path, err);
+            rc = sqlite3_open_v2(r->path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                                 NULL);
+        }
+        if (rc != SQLITE_OK) {
+            err = reg_error(r->db, rc);
+            reg_close(r);
+            return reg_dir_error(r->path, err);
+        }
+        /* SQLite quietly falls back to read-only whenever opening for
+         * writing fails: when the file or file system is read-only (then WHO
+         * could answer but nobody could register: refuse), but also when the
+         * file appeared between its two attempts (another process just
+         * link()ed it into place: 1 in 1000 connections of a burst on a new
+         * registry).  So once more before refusing. */
+        if (sqlite3_db_readonly(r->db, "main") != 1)
+            break;
         reg_close(r);
-        return reg_dir_error(r->path, err);
-    }
-    /* SQLite quietly falls back to read-only when the file or file system
-     * is; then WHO could answer but nobody could register: refuse. */
-    if (sqlite3_db_readonly(r->db, "main") == 1) {
-        reg_close(r);
-        return -EROFS;
+        if (attempt > 0)
+            return -EROFS;
     }
     sqlite3_extended_result_codes(r->db, 1);
     sqlite3_busy_timeout(r->db, WHOCONN_BUSY_TIMEOUT_MS);
