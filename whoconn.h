@@ -35,11 +35,18 @@
 #define WHOCONN_IDLE_TIMEOUT_MIN 1
 #define WHOCONN_IDLE_TIMEOUT_MAX 86400
 
-/* A connection registers itself in the registry this long after it starts
- * (or never, if it is gone before).  WHO counts the asker itself, so a
- * short connect-ask-close session never writes to the registry; other
- * clients see a new connection at most this late, inside the promised 1 s. */
-#define WHOCONN_REGISTER_DELAY_MS 250
+/* A connection registers itself before it reads its first request and
+ * stays registered until its process ends, so every WHO that begins after a
+ * connection was served counts it.  A registered connection keeps its SQLite
+ * handle open while it is busy and closes it once it has been quiet this
+ * long: short sessions open the registry once, held connections hold no
+ * lock on the -shm file (see reg_idle()). */
+#define WHOCONN_HANDLE_IDLE_MS 100
+
+/* After the registry was deleted or replaced, every held connection
+ * registers again in the new file; they spread it over this long, by PID,
+ * so that 10,000 of them do not all queue for the write lock at once. */
+#define WHOCONN_REREGISTER_SPREAD_MS 250
 
 /* While the registry is failing, a held connection retries this often, so
  * counting recovers by itself once the fault is gone. */
@@ -62,6 +69,22 @@
  * are single-row transactions of a few microseconds; 5 s absorbs a burst of
  * thousands of connections without a client ever seeing SQLITE_BUSY. */
 #define WHOCONN_BUSY_TIMEOUT_MS 5000
+
+/* While waiting for the write lock, a process sleeps this long at first,
+ * doubling up to BUSY_SLEEP_MAX_US.  SQLite's default handler sleeps 1 ms,
+ * then 2, 5, 10 ms...: far longer than the few microseconds a holder keeps
+ * the lock, so under contention every session would idle for milliseconds. */
+#define WHOCONN_BUSY_SLEEP_MIN_US 20
+#define WHOCONN_BUSY_SLEEP_MAX_US 1000
+
+/* SQLite checkpoints the WAL into the database after a commit that leaves
+ * it this many pages long (its default is 1000).  Each session writes two
+ * small transactions, so the WAL grows ~2 pages a session; a short WAL keeps
+ * each checkpoint to a few page copies (tens of microseconds, paid by the
+ * one committing session) and the -wal file small.  JOURNAL_LIMIT caps what
+ * the -wal file keeps on disk once checkpointed (journal_size_limit). */
+#define WHOCONN_WAL_AUTOCHECKPOINT 200
+#define WHOCONN_WAL_LIMIT_BYTES 1048576 /* spelled out: pasted into SQL */
 
 /* After the last reply before a close (QUIT, protocol error), input the peer
  * already sent is read and discarded for at most this long / this much, so

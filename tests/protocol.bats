@@ -196,7 +196,7 @@ UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
 	[ "${#lines[@]}" -eq 2 ]
 	[ "${lines[0]}" = "42" ]
 	[ "${lines[1]}" = "ERR registry unavailable: No such file or directory" ]
-	[[ "${stderr_lines[0]}" == *"registry count: /nonexistent/dir/r.db: No such file or directory"* ]]
+	[[ "${stderr_lines[0]}" == *"registry register: /nonexistent/dir/r.db: No such file or directory"* ]]
 	[[ "${stderr_lines[1]}" == *"end=client-closed"* ]]
 }
 

@@ -36,13 +36,13 @@ teardown() {
 	[ "${lines[0]}" = "42" ]
 	[ "${#lines[1]}" -eq 36 ]
 	[ "${lines[2]}" = "ERR registry unavailable: No such file or directory" ]
-	grep -q "registry count: $BATS_TEST_TMPDIR/missing/registry.db: No such file or directory" "$BATS_TEST_TMPDIR/log"
+	grep -q "registry register: $BATS_TEST_TMPDIR/missing/registry.db: No such file or directory" "$BATS_TEST_TMPDIR/log"
 }
 
 @test "a registry fault is logged once per connection, however often WHO is asked" {
 	run -0 stdio 'WHO\nWHO\nWHO\n' WHOCONN_DB="$BATS_TEST_TMPDIR/missing/registry.db"
 	[ "${#lines[@]}" -eq 3 ]
-	run -0 grep -c 'registry count' "$BATS_TEST_TMPDIR/log"
+	run -0 grep -c '^whoconn\[[0-9]*\]: registry ' "$BATS_TEST_TMPDIR/log"
 	[ "$output" = 1 ]
 }
 
