@@ -204,6 +204,21 @@ socket_dropin() {
 	[ "$output" = "5" ]
 }
 
+@test "with 100 connections held and served a fresh WHO answers 101 at once, NConnections + 1" {
+	hold 100 --served --who-into "$BATS_TEST_TMPDIR/who"
+	run -0 cat "$BATS_TEST_TMPDIR/who"
+	[ "$output" = 101 ]
+	# the asker's own instance outlives its client by the 20 ms journal grace
+	wait_nconnections 100
+	run -0 client who
+	[ "$output" = 101 ]
+	wait_nconnections 100
+	release
+	wait_nconnections 0
+	run -0 client who
+	[ "$output" = 1 ]
+}
+
 @test "a burst of 2000 connections in under 2 s leaves the socket active" {
 	run -0 python3 - "$PORT" <<-'EOF'
 	import socket, sys, threading, time

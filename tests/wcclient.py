@@ -109,6 +109,17 @@ def cmd_hold(a):
         socks.append(connect(a.port, 30))
         if a.send:
             socks[-1].sendall(a.send.encode().decode("unicode_escape").encode("latin-1"))
+        if a.served:
+            # served: one WHY answered before the next connection opens
+            socks[-1].sendall(b"WHY\n")
+            r = recv_line(socks[-1])
+            if r != "42":
+                sys.stderr.write("hold --served: got %r, not 42\n" % (r,))
+                return 1
+    if a.who_into:
+        # a fresh WHO right after the last reply, microseconds later
+        with open(a.who_into, "w") as f:
+            f.write(ask(a.port) + "\n")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if a.ready:
@@ -151,6 +162,78 @@ def cmd_burst(a):
             sys.stderr.write("failure: %r\n" % (r,))
     print("ok=%d failed=%d" % (ok, a.n - ok))
     return 0
+
+
+def cmd_burst_check(a):
+    """Opens N new connections from --threads threads; each is served one
+    WHY and then stays open.  Meanwhile --checkers connections, served
+    before the burst, ask WHO over and over; before each WHO the number of
+    connections served and still open is read, and the answer must not be
+    below it (it counts the checkers too).  Prints 'served=N whos=W
+    below=B final=F' (F: a fresh WHO after the burst) and exits 1 if any
+    WHO was below its bound."""
+    raise_nofile()
+    lock = threading.Lock()
+    served = [0]
+    socks = []
+    failures = []
+    checkers = []
+    for _ in range(a.checkers):
+        s = connect(a.port, 30)
+        s.sendall(b"WHY\n")
+        if recv_line(s) != "42":
+            print("checker not served")
+            return 1
+        checkers.append(s)
+    done = threading.Event()
+    whos = [0]
+    below = []
+
+    def opener(k):
+        for _ in range(k):
+            try:
+                s = connect(a.port, 30)
+                s.sendall(b"WHY\n")
+                r = recv_line(s)
+            except OSError as e:
+                failures.append(str(e))
+                continue
+            if r != "42":
+                failures.append(r)
+                continue
+            with lock:
+                socks.append(s)
+                served[0] += 1
+
+    def checker(s):
+        while not done.is_set():
+            with lock:
+                bound = served[0] + len(checkers)
+            s.sendall(b"WHO\n")
+            r = recv_line(s)
+            whos[0] += 1
+            if not r.isdigit() or int(r) < bound:
+                below.append((r, bound))
+
+    per = [a.n // a.threads + (1 if i < a.n % a.threads else 0) for i in range(a.threads)]
+    ts = [threading.Thread(target=opener, args=(k,)) for k in per]
+    cs = [threading.Thread(target=checker, args=(s,)) for s in checkers]
+    for t in cs + ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    done.set()
+    for t in cs:
+        t.join(30)
+    final = ask(a.port)
+    for r, bound in below[:10]:
+        sys.stderr.write("WHO answered %r with %d connections served and open\n" % (r, bound))
+    for f in failures[:10]:
+        sys.stderr.write("connection failed: %s\n" % f)
+    print("served=%d whos=%d below=%d final=%s" % (served[0], whos[0], len(below), final))
+    for s in socks + checkers:
+        s.close()
+    return 1 if below or failures else 0
 
 
 def cmd_pipeline(a):
@@ -239,7 +322,13 @@ def main():
     x.add_argument("--ready")
     x.add_argument("--reset", action="store_true")
     x.add_argument("--send")
+    x.add_argument("--served", action="store_true")
+    x.add_argument("--who-into")
     x.add_argument("--max-seconds", type=float, default=120)
+    x = sub.add_parser("burst-check")
+    x.add_argument("n", type=int)
+    x.add_argument("--threads", type=int, default=8)
+    x.add_argument("--checkers", type=int, default=2)
     x = sub.add_parser("burst")
     x.add_argument("n", type=int)
     x = sub.add_parser("pipeline")
