@@ -525,7 +525,7 @@ static int read_peers(sqlite3 *db, struct snapshot *s) {
 }
 
 /* Reads the registry without ever creating or changing it.  A registry
- * that does not exist yet (no connection lived 250 ms since boot) counts
+ * that does not exist yet (no connection since boot) counts
  * zero connections; a missing directory is a fault, whoconn could not
  * create it either. */
 static int registry_read(const char *path, struct snapshot *s) {
@@ -594,8 +594,7 @@ static void write_metrics(FILE *f, const struct snapshot *s) {
 
     if (!s->registry_err) {
         help_type(f, "whoconn_connections", "gauge",
-                  "Connections registered now (a connection registers " STR(WHOCONN_REGISTER_DELAY_MS)
-                  " ms after it starts).");
+                  "Connections registered now (a connection registers before its first reply).");
         fprintf(f, "whoconn_connections %lld\n", s->connections);
 
         help_type(f, "whoconn_peers", "gauge", "Cluster peers in the registry, by state.");

@@ -53,8 +53,8 @@
 #define SYNC_STALENESS_MAX 3600
 
 /* The registry is polled this often for a changed local count; a new
- * client reaches the other servers within WHOCONN_REGISTER_DELAY_MS plus
- * this plus one etcd round trip. */
+ * client reaches the other servers within this plus one etcd round trip
+ * (a connection registers before its first reply). */
 #define SYNC_POLL_MS 150
 
 /* Every etcd call gives up after this long: a member that lost its quorum

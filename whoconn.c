@@ -73,8 +73,8 @@ struct config {
     char server_id[UUID_STR_LEN];
 };
 
-/* Prepared statements, made on first use: a short session prepares only
- * what it runs, and preparing is most of SQLite's per-process cost. */
+/* Prepared statements, made on first use: a session prepares only what
+ * it runs, and preparing is most of SQLite's per-process cost. */
 enum stmt_id {
     ST_BEGIN,
     ST_COMMIT,

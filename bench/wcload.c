@@ -380,7 +380,8 @@ static int run_hold(long n, long seconds, long samples, const char *ready, bool 
 
     if (who) {
         long long held_count = -1, fresh_count = -1;
-        /* every held process registers itself 250 ms after it started */
+        /* every held process registers itself as soon as it starts: the
+         * wait lets the last ones started by the launcher get going */
         usleep(1000 * 1000);
         err = who_on(fds[0], &held_count);
         if (err == 0) {

@@ -9,7 +9,7 @@ load helpers
 @test "a held connection registers in a new registry file that no WHO created" {
 	db="$BATS_TEST_TMPDIR/new.db"
 	[ ! -e "$db" ]
-	# held for 2 s: it registers 250 ms after it starts
+	# held for 2 s: it registers as soon as it starts; the WHO comes 1 s later
 	sleep 2 | WHOCONN_DB="$db" "$WHOCONN" 2>>"$BATS_TEST_TMPDIR/log" &
 	holder=$!
 	sleep 1
