@@ -32,13 +32,27 @@ RUNDIR = $(CURDIR)/run
 
 all: whoconn
 
-whoconn: whoconn.c whoconn.h | deps-build
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ whoconn.c $(LDLIBS)
+# Each module is compiled once, into an object beside its source, and each
+# program links the objects it needs (README, "Layout").  -MMD writes each
+# object's header dependencies next to it.
+CFLAGS += -MMD -MP
+LIB_SESSION = lib/session.o lib/registry.o lib/counters.o lib/log.o lib/serverid.o
+WHOCONN_OBJS = whoconn.o $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o
+
+%.o: %.c | deps-build
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+whoconn: $(WHOCONN_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(WHOCONN_OBJS) $(LDLIBS)
 
 # The same program without Landlock and seccomp, for valgrind and callgrind
 # only: valgrind makes its own system calls, which the filter would deny.
-whoconn-noconfine: whoconn.c whoconn.h | deps-build
-	$(CC) $(CFLAGS) -DWHOCONN_NO_CONFINE $(LDFLAGS) -o $@ whoconn.c $(LDLIBS)
+lib/confine-noconfine.o: lib/confine.c | deps-build
+	$(CC) $(CFLAGS) -DWHOCONN_NO_CONFINE -c -o $@ $<
+whoconn-noconfine: whoconn.o $(LIB_SESSION) lib/confine-noconfine.o lib/drain.o lib/cli.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+-include $(wildcard *.d lib/*.d tests/*.d scripts/*.d)
 
 deps-build:
 	@scripts/ensure-deps $(DEPS_BUILD)
@@ -74,7 +88,7 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 clean:
-	rm -f whoconn whoconn-noconfine
+	rm -f whoconn whoconn-noconfine *.o *.d lib/*.o lib/*.d tests/*.o tests/*.d
 	rm -rf $(RUNDIR)
 
 .PHONY: all deps-build run check install uninstall clean

@@ -22,12 +22,29 @@
  * staleness bound; a peer whose agent or host dies loses its lease, and
  * etcd deletes its key after the lease TTL.  DESIGN.md has the argument.
  *
- * The registry helpers are whoconn.c's own, compiled in (WHOCONN_NO_MAIN),
- * so the schema, the liveness check and the sweep have one definition
- * (a merge of a new core picks up its liveness rule by itself).
+ * It links whoconn's registry module (lib/registry.c), so the schema, the
+ * liveness check and the sweep have one definition.
  */
-#define WHOCONN_NO_MAIN
-#include "whoconn.c"
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "whoconn.h"
+#include "lib/log.h"
+#include "lib/registry.h"
+#include "lib/serverid.h"
+#include "lib/util.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -88,11 +105,6 @@
 
 /* ---- state ------------------------------------------------------------ */
 
-struct peer {
-    char id[UUID_STR_LEN];
-    long long count;
-};
-
 struct buf {
     char *data;
     size_t len, cap;
@@ -113,7 +125,6 @@ struct agent {
     struct curl_slist *headers;
     CURLM *multi;
     struct registry reg;
-    sqlite3_stmt *st_local, *st_peer_clear, *st_peer_put;
 
     /* local count */
     long long local;       /* -1: unknown */
@@ -133,7 +144,7 @@ struct agent {
     bool watch_synced;     /* view == etcd's, as far as the stream says */
     int64_t watch_at;      /* next attempt to (re)start the watch */
     long long revision;
-    struct peer peers[SYNC_PEERS_MAX];
+    struct reg_peer peers[SYNC_PEERS_MAX];
     int npeers;
     bool view_dirty;
     bool peers_full_logged;
@@ -154,7 +165,7 @@ static void sync_log(int prio, const char *fmt, ...) {
     va_list ap;
 
     va_start(ap, fmt);
-    whoconn_vlog("whoconn-sync", getenv("JOURNAL_STREAM") != NULL, prio, fmt, ap);
+    log_vmsg(prio, fmt, ap);
     va_end(ap);
 }
 
@@ -228,16 +239,6 @@ static int json_int64(json_t *obj, const char *name, long long *ret) {
     if (errno || end == s || *end)
         return -EINVAL;
     *ret = x;
-    return 0;
-}
-
-/* A server id: a UUID, kept lowercase (as whoconn's WHERE). */
-static int id_parse(const char *s, char out[UUID_STR_LEN]) {
-    uuid_t u;
-
-    if (!s || strlen(s) != 36 || uuid_parse(s, u) < 0)
-        return -EINVAL;
-    uuid_unparse_lower(u, out);
     return 0;
 }
 
@@ -403,7 +404,7 @@ static void view_apply(struct agent *a, json_t *kv, bool deleted) {
     long long count = 0;
 
     if (!k64 || b64_decode(k64, key, sizeof key, &klen) < 0 || klen != plen + 36 ||
-        memcmp(key, SYNC_PREFIX, plen) != 0 || id_parse(key + plen, id) < 0 ||
+        memcmp(key, SYNC_PREFIX, plen) != 0 || server_id_parse(key + plen, id) < 0 ||
         strcmp(id, a->id) == 0)
         return;
     if (!deleted) {
@@ -607,14 +608,6 @@ static int watch_start(struct agent *a) {
 
 /* ---- registry ----------------------------------------------------------- */
 
-static void reg_release(struct agent *a) {
-    sqlite3_finalize(a->st_local);
-    sqlite3_finalize(a->st_peer_clear);
-    sqlite3_finalize(a->st_peer_put);
-    a->st_local = a->st_peer_clear = a->st_peer_put = NULL;
-    reg_close(&a->reg);
-}
-
 static void reg_outcome(struct agent *a, int err, const char *what) {
     if (err == 0) {
         if (a->reg_err)
@@ -625,91 +618,7 @@ static void reg_outcome(struct agent *a, int err, const char *what) {
     if (err != a->reg_err)
         sync_log(LOG_ERR, "registry %s: %s: %s", what, a->db, reg_strerror(err));
     a->reg_err = err;
-    reg_release(a); /* reopened afresh on the next poll */
-}
-
-static int reg_prepare(struct agent *a) {
-    sqlite3_stmt *st;
-    int err;
-
-    if (a->st_local)
-        return 0;
-    /* ST_COUNT creates the schema in a new file, and refuses a foreign one */
-    err = reg_stmt(&a->reg, ST_COUNT, &st);
-    if (err < 0)
-        return err;
-    sqlite3_busy_timeout(a->reg.db, SYNC_BUSY_TIMEOUT_MS);
-    int rc = sqlite3_prepare_v2(a->reg.db, "SELECT count(*) FROM conn", -1, &a->st_local, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(a->reg.db, "DELETE FROM peer", -1, &a->st_peer_clear, NULL);
-    /* updated_ms came after the first schema: add it to an older file. */
-    sqlite3_stmt *col = NULL;
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(a->reg.db,
-                                "SELECT count(*) FROM pragma_table_info('peer') WHERE name='updated_ms'",
-                                -1, &col, NULL);
-    if (rc == SQLITE_OK && sqlite3_step(col) == SQLITE_ROW && sqlite3_column_int(col, 0) == 0)
-        rc = sqlite3_exec(a->reg.db, "ALTER TABLE peer ADD COLUMN updated_ms INTEGER", NULL, NULL,
-                          NULL);
-    sqlite3_finalize(col);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(a->reg.db,
-                                "INSERT INTO peer(id, count, expires_ms, updated_ms)"
-                                " VALUES(?1, ?2, ?3, ?4)",
-                                -1, &a->st_peer_put, NULL);
-    return rc == SQLITE_OK ? 0 : reg_error(a->reg.db, rc);
-}
-
-/* Sweeps dead connection rows (at most every WHOCONN_SWEEP_AFTER_MS, shared
- * with the connection processes) and reads the local count. */
-static int reg_poll(struct agent *a, long long *ret) {
-    int moved = 0;
-
-    /* A registry deleted or replaced under our long-lived handle: reopen,
-     * or we would count and write into a file nobody else uses. */
-    if (a->reg.db &&
-        sqlite3_file_control(a->reg.db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
-        moved)
-        reg_release(a);
-    int err = reg_prepare(a);
-
-    if (err < 0)
-        return err;
-    err = reg_sweep(&a->reg);
-    if (err < 0)
-        return err;
-    int rc = sqlite3_step(a->st_local);
-    if (rc == SQLITE_ROW)
-        *ret = sqlite3_column_int64(a->st_local, 0);
-    err = rc == SQLITE_ROW ? 0 : reg_error(a->reg.db, rc);
-    sqlite3_reset(a->st_local);
-    return err;
-}
-
-/* Replaces the peer rows with the view, valid until expires_ms, in one
- * short IMMEDIATE transaction. */
-static int reg_write_peers(struct agent *a, int64_t expires_ms, int64_t updated_ms) {
-    int err = reg_prepare(a);
-
-    if (err < 0)
-        return err;
-    err = reg_run(&a->reg, ST_BEGIN, 0, 0, 0);
-    if (err < 0)
-        return err;
-    int rc = sqlite3_step(a->st_peer_clear);
-    sqlite3_reset(a->st_peer_clear);
-    for (int i = 0; rc == SQLITE_DONE && i < a->npeers; i++) {
-        sqlite3_bind_text(a->st_peer_put, 1, a->peers[i].id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(a->st_peer_put, 2, a->peers[i].count);
-        sqlite3_bind_int64(a->st_peer_put, 3, expires_ms);
-        sqlite3_bind_int64(a->st_peer_put, 4, updated_ms);
-        rc = sqlite3_step(a->st_peer_put);
-        sqlite3_reset(a->st_peer_put);
-    }
-    err = rc == SQLITE_DONE ? reg_run(&a->reg, ST_COMMIT, 0, 0, 0) : reg_error(a->reg.db, rc);
-    if (err < 0)
-        reg_run(&a->reg, ST_ROLLBACK, 0, 0, 0);
-    return err;
+    reg_close(&a->reg); /* reopened afresh on the next poll */
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -720,7 +629,7 @@ static void step_registry(struct agent *a, int64_t now) {
     if (now < a->poll_at)
         return;
     a->poll_at = now + SYNC_POLL_MS;
-    int err = reg_poll(a, &n);
+    int err = reg_local_count(&a->reg, &n);
     reg_outcome(a, err, "poll");
     if (err == 0)
         a->local = n;
@@ -820,7 +729,7 @@ static void step_peers(struct agent *a) {
         return;
     if (!a->view_dirty && base - a->written_base < SYNC_REFRESH_MS)
         return;
-    int err = reg_write_peers(a, base + (int64_t)a->staleness * 1000, base);
+    int err = reg_put_peers(&a->reg, a->peers, a->npeers, base + (int64_t)a->staleness * 1000, base);
     reg_outcome(a, err, "peer update");
     if (err < 0)
         return;
@@ -844,19 +753,6 @@ static void step_notify(struct agent *a) {
 }
 
 /* ---- configuration ------------------------------------------------------ */
-
-static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *ret) {
-    char *end;
-
-    if (!s || !isdigit((unsigned char)s[0]))
-        return -EINVAL;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return -ERANGE;
-    *ret = (unsigned)v;
-    return 0;
-}
 
 /* "http://10.0.0.1:2379,http://10.0.0.2:2379": scheme, host and port only. */
 static int parse_endpoints(struct agent *a, const char *s) {
@@ -974,7 +870,7 @@ static int sync_config(struct agent *a, int argc, char **argv, char *dbbuf, size
                 stale, a->ttl, SYNC_STALENESS_MAX);
         return -EINVAL;
     }
-    if (sid && id_parse(sid, a->id) < 0) {
+    if (sid && server_id_parse(sid, a->id) < 0) {
         fprintf(stderr, "whoconn-sync: server id \"%s\" is not a UUID\n", sid);
         return -EINVAL;
     }
@@ -988,7 +884,7 @@ static int sync_config(struct agent *a, int argc, char **argv, char *dbbuf, size
         return -EINVAL;
     }
     if (!db)
-        db = whoconn_db_default(dbbuf, dbsize);
+        db = db_default(dbbuf, dbsize);
     a->db = db;
     snprintf(a->key, sizeof a->key, "%s%s", SYNC_PREFIX, a->id);
     return 0;
@@ -1003,6 +899,7 @@ int main(int argc, char **argv) {
     char dbbuf[4096];
     struct sigaction sa = {.sa_handler = sync_on_signal};
 
+    log_setup("whoconn-sync");
     int r = sync_config(&a, argc, argv, dbbuf, sizeof dbbuf);
     if (r != 0)
         return r > 0 ? SYNC_EXIT_OK : SYNC_EXIT_USAGE;
@@ -1029,10 +926,8 @@ int main(int argc, char **argv) {
     curl_easy_setopt(a.http, CURLOPT_CONNECTTIMEOUT_MS, (long)SYNC_CONNECT_TIMEOUT_MS);
     curl_easy_setopt(a.http, CURLOPT_NOSIGNAL, 1L);
 
-    a.reg.path = a.db;
-    a.reg.pid = 0; /* the agent holds no connection row */
-    for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
-        a.reg.lockfd[i] = -1; /* opened on first liveness test */
+    reg_setup(&a.reg, a.db, 0); /* pid 0: the agent holds no connection row */
+    a.reg.busy_timeout_ms = SYNC_BUSY_TIMEOUT_MS;
     a.local = a.published = -1;
     sync_log(LOG_INFO,
              "server %s, registry %s, etcd %s%s, lease TTL %u s, staleness bound %u s", a.id,
@@ -1071,10 +966,7 @@ int main(int argc, char **argv) {
     watch_stop(&a);
     buf_free(&a.wbody);
     buf_free(&a.wline);
-    reg_release(&a);
-    for (int i = 0; i < WHOCONN_LOCK_SHARDS; i++)
-        if (a.reg.lockfd[i] >= 0)
-            close(a.reg.lockfd[i]);
+    reg_free(&a.reg);
     curl_multi_cleanup(a.multi);
     curl_easy_cleanup(a.http);
     curl_slist_free_all(a.headers);

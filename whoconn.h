@@ -1,5 +1,7 @@
 /*
- * whoconn.h - limits, defaults and exit statuses of whoconn(8).
+ * whoconn.h - limits, defaults and exit statuses of whoconn(8), and of its
+ * two companions whoconn-sync(8) and whoconn-metrics(8) where they share
+ * them.  The code they share is in lib/ (README, "Layout").
  *
  * Every quantity a peer or an operator can influence is bounded here, in one
  * place, with the reason for its value.  Each is a macro so that a build can
@@ -130,172 +132,11 @@ enum {
     WHOCONN_EXIT_SIGNAL = 76,   /* SIGTERM/SIGINT/SIGHUP */
 };
 
-/* ---- shared with the metrics endpoint and the cluster agent ---------- */
-
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-/* Writes one log line to stderr in a single write(2): with the journal's
- * <N> priority prefix when stderr is the journal, else "IDENT[PID]: ".
- * Lines are cut at 766 bytes. */
-static inline void whoconn_vlog(const char *ident, bool journal, int prio, const char *fmt,
-                                va_list ap) __attribute__((format(printf, 4, 0)));
-static inline void whoconn_vlog(const char *ident, bool journal, int prio, const char *fmt,
-                                va_list ap) {
-    char line[768];
-    int n = journal ? snprintf(line, sizeof line, "<%d>", prio)
-                    : snprintf(line, sizeof line, "%s[%ld]: ", ident, (long)getpid());
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-
-    if (m < 0)
-        return;
-    n += m;
-    if ((size_t)n > sizeof line - 2)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w; /* nowhere left to report a failing log */
-}
-
-/* Parses a setting that is a whole number from min to max: digits only, no
- * sign, no suffix, no overflow.  0, or -EINVAL/-ERANGE. */
-static inline int whoconn_parse_uint(const char *s, unsigned long min, unsigned long max,
-                                     unsigned *ret) {
-    char *end;
-    unsigned long v;
-
-    if (!s || !isdigit((unsigned char)s[0]))
-        return -EINVAL;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return -ERANGE;
-    *ret = (unsigned)v;
-    return 0;
-}
-
-/* The registry path when none is configured: WHOCONN_DB_NAME in the first
- * of systemd's $RUNTIME_DIRECTORY directories (':'-separated), else
- * WHOCONN_DB_DEFAULT.  Shared by whoconn, whoconn-sync and whoconn-metrics,
- * which must agree on it; buf holds the result when it is built. */
-static inline const char *whoconn_db_default(char *buf, size_t size) {
-    const char *rt = getenv("RUNTIME_DIRECTORY");
-
-    if (rt && rt[0] == '/') {
-        size_t len = strcspn(rt, ":");
-        if ((size_t)snprintf(buf, size, "%.*s/%s", (int)len, rt, WHOCONN_DB_NAME) < size)
-            return buf;
-    }
-    return WHOCONN_DB_DEFAULT;
-}
+/* ---- files beside the registry ------------------------------------- */
 
 /* Liveness locks: a registered process holds an OFD write lock on byte PID
  * of "<registry>-locks/NN", NN = PID % WHOCONN_LOCK_SHARDS in two digits. */
 #define WHOCONN_LOCKS_SUFFIX "-locks"
-
-/* Whether the process that registered pid still holds its lock; fd is the
- * pid's shard file.  1 alive, 0 dead, negative errno if it cannot tell. */
-static inline int whoconn_lock_held(int fd, long long pid) {
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = pid, .l_len = 1};
-
-    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
-        return -1;
-    return fl.l_type != F_UNLCK;
-}
-
-/* Why a session ended: the log's end=, WHOCONN_END= in the journal, and
- * the reason label of whoconn_disconnects_total. */
-enum whoconn_end {
-    END_NONE,
-    END_CLOSED,
-    END_QUIT,
-    END_IDLE,
-    END_WRITE_TIMEOUT,
-    END_LINE_TOO_LONG,
-    END_BAD_BYTE,
-    END_RESET,
-    END_SIGNAL,
-    END__MAX
-};
-
-/* Requests by command: the command label of whoconn_commands_total. */
-enum whoconn_cmd { CMD_WHO, CMD_WHERE, CMD_WHY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD__MAX };
-
-/* ERR replies by cause: the reason label of whoconn_errors_total. */
-enum whoconn_err {
-    ERRK_UNKNOWN_COMMAND,
-    ERRK_ARGUMENTS,
-    ERRK_REGISTRY,
-    ERRK_SERVER_ID,
-    ERRK_LINE_TOO_LONG,
-    ERRK_INVALID_BYTE,
-    ERRK__MAX
-};
-
-/* Upper bounds of the connection duration histogram, in milliseconds. */
-#define WHOCONN_DURATION_BOUNDS_MS \
-    {1, 5, 10, 50, 100, 500, 1000, 5000, 30000, 60000, 300000, 3600000}
-#define WHOCONN_DURATION_BUCKETS 12
-
-/* Counters of all connections ever served, in "<registry>-metrics": a file
- * every connection process maps and updates with atomic adds, because a
- * SQLite write per connection would cost more than the rest of the session.
- * It lives beside the registry and, like it, is reset at boot.  Only ever
- * append fields, and bump the magic if their meaning changes. */
-#define WHOCONN_METRICS_SUFFIX "-metrics"
-/* "WHOCMT2": ends[] lost END_NOMEM, which moved every later field. */
-#define WHOCONN_METRICS_MAGIC 0x32544d434f4857ULL /* "WHOCMT2" */
-
-struct whoconn_metrics {
-    uint64_t magic;
-    uint64_t accepted;                    /* connections started */
-    uint64_t commands[CMD__MAX];          /* non-blank requests, by command */
-    uint64_t errors[ERRK__MAX];           /* ERR replies, by cause */
-    uint64_t ends[END__MAX];              /* finished connections, by reason */
-    uint64_t registry_errors;             /* failed registry operations */
-    uint64_t duration_bucket[WHOCONN_DURATION_BUCKETS + 1]; /* per bucket, last +Inf; not cumulative */
-    uint64_t duration_sum_us;
-};
-
-/* Label values of the metrics, in enum order; whoconn.c's end_info names
- * must match whoconn_end_names (make check-metrics compares them). */
-static const char *const whoconn_end_names[END__MAX] __attribute__((unused)) = {
-    [END_NONE] = "none",
-    [END_CLOSED] = "client-closed",
-    [END_QUIT] = "quit",
-    [END_IDLE] = "idle-timeout",
-    [END_WRITE_TIMEOUT] = "write-timeout",
-    [END_LINE_TOO_LONG] = "line-too-long",
-    [END_BAD_BYTE] = "invalid-byte",
-    [END_RESET] = "reset",
-    [END_SIGNAL] = "signal",
-};
-
-static const char *const whoconn_cmd_names[CMD__MAX] __attribute__((unused)) = {
-    [CMD_WHO] = "WHO",
-    [CMD_WHERE] = "WHERE",
-    [CMD_WHY] = "WHY",
-    [CMD_HELP] = "HELP",
-    [CMD_QUIT] = "QUIT",
-    [CMD_UNKNOWN] = "unknown",
-};
-
-static const char *const whoconn_err_names[ERRK__MAX] __attribute__((unused)) = {
-    [ERRK_UNKNOWN_COMMAND] = "unknown-command",
-    [ERRK_ARGUMENTS] = "arguments",
-    [ERRK_REGISTRY] = "registry",
-    [ERRK_SERVER_ID] = "server-id",
-    [ERRK_LINE_TOO_LONG] = "line-too-long",
-    [ERRK_INVALID_BYTE] = "invalid-byte",
-};
 
 /* ---- whoconn-metrics(8): the Prometheus endpoint ----------------------- */
 

@@ -2,10 +2,13 @@
  * fuzz_metrics_http - libFuzzer over whoconn-metrics' request parsing: any
  * bytes that end a request head go through parse_request(), which must
  * neither crash nor read out of bounds (ASan, UBSan), and may accept only
- * GET or HEAD of /metrics.  `make fuzz-metrics` (mk/metrics.mk).
+ * GET or HEAD of /metrics.  It links lib/http.c, the parser whoconn-metrics
+ * runs.  `make fuzz-metrics` (mk/metrics.mk).
  */
-#define WHOCONN_METRICS_NO_MAIN
-#include "../whoconn-metrics.c"
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

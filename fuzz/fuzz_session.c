@@ -3,14 +3,17 @@
  * line framing, byte checks, parsing, dispatch, reply formatting and the
  * registry (a real SQLite file in a scratch directory).
  *
- * whoconn.c is included whole, built with -DWHOCONN_NO_MAIN, so the harness
- * drives the very session_input() the server runs, with no copy of it.
+ * It links the session engine (lib/session.c) and the registry
+ * (lib/registry.c) the server links, so it drives the very session_input()
+ * the server runs, with no copy of it.  Like whoconn.c's loop, it registers
+ * the session before feeding it anything.
  *
  * Input layout: byte 0 holds flags, byte 1 seeds the chunk sizes, the rest
  * is what the peer sends.  Flags: bit 0 ends the input with EOF, bit 1
- * registers the session first (as a held connection does), bit 2 lets
- * WHERE derive the id from the machine id (dlopen of libsystemd, slow, so
- * only when asked).
+ * makes the session go quiet between chunks (closes its SQLite handle and
+ * watches the directory, as a held connection does), bit 2 lets WHERE
+ * derive the id from the machine id (dlopen of libsystemd, slow, so only
+ * when asked).
  *
  * Besides the sanitizers, each run checks the replies against the protocol
  * (an oracle, so wrong answers are found, not only crashes):
@@ -20,10 +23,21 @@
  *   - after QUIT or a violation nothing more is answered;
  *   - session_free() leaves no row behind.
  */
-#define WHOCONN_NO_MAIN 1
-#include "../whoconn.c" // NOLINT(bugprone-suspicious-include): the point
-
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "../lib/registry.h"
+#include "../lib/session.h"
 
 #define FUZZ_SERVER_ID "6b2f0ed4-5a91-4c37-a81d-93c47e05b26f"
 #define FUZZ_OUT_MAX (1 << 22) /* replies of one input: far more than needed */
@@ -166,14 +180,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static struct session s; /* 12 KiB: keep it off the stack, as main() does */
     uint8_t flags = size > 0 ? data[0] : 0, seed = size > 1 ? data[1] : 0;
-    bool eof = flags & 1, do_register = flags & 2;
+    bool eof = flags & 1, quiet = flags & 2;
     size_t off = size > 2 ? 2 : size;
     uint32_t rng = seed * 2654435761u + 1;
 
     if (ftruncate(fuzz_out, 0) < 0 || lseek(fuzz_out, 0, SEEK_SET) < 0)
         die("reset output");
     session_init(&s, (flags & 4) ? &fuzz_cfg_derive : &fuzz_cfg, fuzz_out);
-    if (do_register && reg_register(&s.reg) < 0) {
+    if (reg_register(&s.reg) < 0) {
         dprintf(report_fd, "cannot register in the scratch registry\n");
         abort();
     }
@@ -202,6 +216,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (e < 0)
                 reg_fail(&s.reg, e, "sweep");
         }
+        if (quiet) {
+            reg_idle(&s.reg);
+            if (reg_moved(&s.reg))
+                reg_register(&s.reg);
+        }
     }
     if (err == 0 && eof && off == size && size <= 2 && s.end == END_NONE)
         err = session_input(&s, "", 0, true);
@@ -224,11 +243,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool ended_by_violation = end == END_LINE_TOO_LONG || end == END_BAD_BYTE;
     if (lines != ncommands + (ended_by_violation ? 1 : 0)) {
         dprintf(report_fd, "%zu replies for %lu commands (end=%s)\n", lines, ncommands,
-                end_info[end].name);
+                whoconn_end_names[end]);
         abort();
     }
     if ((end == END_QUIT) != bye || ended_by_violation != violation) {
-        dprintf(report_fd, "last reply does not match end=%s\n", end_info[end].name);
+        dprintf(report_fd, "last reply does not match end=%s\n", whoconn_end_names[end]);
         abort();
     }
     if (rows_left() != 0) {

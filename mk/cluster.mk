@@ -4,10 +4,11 @@
 
 SYNC_PKGS = libsystemd sqlite3 uuid libcurl jansson libcrypto
 # The agent is one long-running process: unlike whoconn, it may link
-# shared libraries freely.  whoconn.c is compiled into it (WHOCONN_NO_MAIN)
-# for the registry helpers; the connection-only functions go unused.
-SYNC_CFLAGS = $(shell pkg-config --cflags $(SYNC_PKGS) 2>/dev/null) -Wno-unused-function
+# shared libraries freely.  It links the same registry module as whoconn,
+# so the schema, the liveness check and the sweep have one definition.
+SYNC_CFLAGS = $(shell pkg-config --cflags $(SYNC_PKGS) 2>/dev/null)
 SYNC_LDLIBS = $(shell pkg-config --libs $(SYNC_PKGS) 2>/dev/null) -lm
+SYNC_OBJS = whoconn-sync.o lib/registry.o lib/log.o lib/serverid.o
 
 DEPS_CLUSTER_BUILD = libcurl4-openssl-dev libjansson-dev libssl-dev
 # etcd-server also ships a default etcd.service that starts on install
@@ -20,8 +21,11 @@ all: whoconn-sync
 # is in there: the agent and etcd must be ready before, as prerequisites.
 check: whoconn-sync deps-cluster-check
 
-whoconn-sync: whoconn-sync.c whoconn.c whoconn.h whoconn-seccomp.h | deps-cluster-build
-	$(CC) $(CFLAGS) $(SYNC_CFLAGS) $(LDFLAGS) -o $@ whoconn-sync.c $(SYNC_LDLIBS)
+whoconn-sync.o: whoconn-sync.c | deps-cluster-build
+	$(CC) $(CFLAGS) $(SYNC_CFLAGS) -c -o $@ $<
+
+whoconn-sync: $(SYNC_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SYNC_OBJS) $(SYNC_LDLIBS)
 
 deps-cluster-build: deps-build
 	@scripts/ensure-deps $(DEPS_CLUSTER_BUILD)

@@ -15,8 +15,9 @@ install: install-metrics
 uninstall: uninstall-metrics
 clean: clean-metrics
 
-whoconn-metrics: whoconn-metrics.c whoconn.h | deps-build
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ whoconn-metrics.c $(LDLIBS)
+METRICS_OBJS = whoconn-metrics.o lib/http.o lib/drain.o lib/cli.o lib/registry.o lib/counters.o lib/log.o
+whoconn-metrics: $(METRICS_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(METRICS_OBJS) $(LDLIBS)
 
 install-metrics: whoconn-metrics
 	install -D -m 0755 whoconn-metrics $(DESTDIR)$(BINDIR)/whoconn-metrics
@@ -32,24 +33,24 @@ uninstall-metrics:
 	for u in $(METRICS_UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 
 clean-metrics:
-	rm -f whoconn-metrics tests/metrics-names scripts/metrics-syscost
+	rm -f whoconn-metrics scripts/metrics-syscost
 	rm -rf $(METRICS_COST_DIR) $(FUZZ_METRICS_DIR)
 
 CHECK_TARGETS += check-metrics
 
-# The alert rules load and their unit tests pass; whoconn.c names every
-# disconnect reason exactly as the metrics label does; whoconn-metrics.c is
+# The alert rules load and their unit tests pass; whoconn-metrics.c is
 # clean under the project's clang-tidy and cppcheck settings (mk/robust.mk).
-check-metrics: tests/metrics-names
+# (The disconnect reasons have one definition, lib/counters.c, used by the
+# log line and the metric alike.)
+check-metrics:
 	@scripts/ensure-deps prometheus clang-tidy cppcheck
 	promtool check rules contrib/prometheus/whoconn.rules.yml
 	cd contrib/prometheus && promtool test rules whoconn.rules.test.yml
-	tests/metrics-names
-	clang-tidy --quiet --warnings-as-errors='*' whoconn-metrics.c -- -std=c11 \
+	clang-tidy --quiet --warnings-as-errors='*' whoconn-metrics.c lib/http.c -- -std=c11 \
 		-DWHOCONN_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
-		-D__GNUC__ --include=robust/cppcheck-defs.h -I. --library=posix whoconn-metrics.c
+		-D__GNUC__ --include=robust/cppcheck-defs.h -I. -Ilib --library=posix whoconn-metrics.c lib/http.c
 
 # libFuzzer over the HTTP request parser (fuzz/fuzz_metrics_http.c), with
 # ASan and UBSan: briefly in check-metrics, longer with `make fuzz-metrics`.
@@ -61,10 +62,10 @@ FUZZ_METRICS_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Wer
 	-Wno-unused-function -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-DWHOCONN_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
-$(FUZZ_METRICS_DIR)/fuzz-http: fuzz/fuzz_metrics_http.c whoconn-metrics.c whoconn.h | deps-build
+$(FUZZ_METRICS_DIR)/fuzz-http: fuzz/fuzz_metrics_http.c lib/http.c lib/http.h whoconn.h | deps-build
 	@scripts/ensure-deps clang libclang-rt-14-dev
 	@mkdir -p $(@D)
-	clang $(FUZZ_METRICS_CFLAGS) -o $@ fuzz/fuzz_metrics_http.c $(LDLIBS)
+	clang $(FUZZ_METRICS_CFLAGS) -o $@ fuzz/fuzz_metrics_http.c lib/http.c
 
 define run_fuzz_metrics
 	@mkdir -p $(FUZZ_METRICS_DIR)/corpus $(FUZZ_METRICS_DIR)/crashes
@@ -81,17 +82,13 @@ check-fuzz-metrics: $(FUZZ_METRICS_DIR)/fuzz-http
 
 CHECK_TARGETS += check-fuzz-metrics
 
-# whoconn.c compiled without its main(), to compare its end_info table.
-tests/metrics-names: tests/metrics-names.c whoconn.c whoconn.h whoconn-seccomp.h | deps-build
-	$(CC) $(CFLAGS) -Wno-unused-function -I. $(LDFLAGS) -o $@ tests/metrics-names.c $(LDLIBS)
-
 # Instructions one `WHY` session executes (callgrind, user space) with the
 # counters and with the metrics_map() call removed, the system calls of each,
 # and wall time.  Both builds are -DWHOCONN_NO_CONFINE, like robust's
 # valgrind build: valgrind 3.19 does not know the seccomp and Landlock system
 # calls.  Single-threaded and short; results in docs/metrics.md.
 METRICS_COST_DIR = build/metrics-cost
-METRICS_CALL = struct whoconn_metrics \*m = metrics_map(cfg.db);
+METRICS_CALL = struct whoconn_metrics \*m = counters_map(cfg.db);
 metrics-cost: $(METRICS_COST_DIR)/whoconn-on $(METRICS_COST_DIR)/whoconn-off scripts/metrics-syscost
 	@scripts/ensure-deps $(DEPS_METRICS_COST)
 	@scripts/metrics-cost $(METRICS_COST_DIR)/whoconn-on $(METRICS_COST_DIR)/whoconn-off
@@ -106,15 +103,15 @@ $(METRICS_COST_DIR)/whoconn-off.c: whoconn.c
 	@grep -q '$(METRICS_CALL)' whoconn.c || { echo "whoconn.c no longer has: $(METRICS_CALL)" >&2; exit 1; }
 	sed -e 's/$(METRICS_CALL)/struct whoconn_metrics *m = NULL;/' whoconn.c > $@
 
-$(METRICS_COST_DIR)/whoconn-%: $(METRICS_COST_DIR)/whoconn-%.c whoconn.h whoconn-seccomp.h | deps-build
-	$(CC) $(CFLAGS) -DWHOCONN_NO_CONFINE -Wno-unused-function -I. $(LDFLAGS) -o $@ $< $(LDLIBS)
+$(METRICS_COST_DIR)/whoconn-%: $(METRICS_COST_DIR)/whoconn-%.c $(LIB_SESSION) lib/confine-noconfine.o lib/drain.o lib/cli.o
+	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(LIB_SESSION) lib/confine-noconfine.o lib/drain.o lib/cli.o $(LDLIBS)
 
 scripts/metrics-syscost: scripts/metrics-syscost.c whoconn.h | deps-build
 	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ scripts/metrics-syscost.c
 
-whoconn-nometrics: whoconn.c whoconn.h whoconn-seccomp.h | deps-build
+whoconn-nometrics: whoconn.c $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o
 	@grep -q '$(METRICS_CALL)' whoconn.c || { echo "whoconn.c no longer has: $(METRICS_CALL)" >&2; exit 1; }
 	sed -e 's/$(METRICS_CALL)/struct whoconn_metrics *m = NULL;/' whoconn.c > $@.c
-	$(CC) $(CFLAGS) -Wno-unused-function -I. $(LDFLAGS) -o $@ $@.c $(LDLIBS)
+	$(CC) $(CFLAGS) -I. $(LDFLAGS) -o $@ $@.c $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o $(LDLIBS)
 
 .PHONY: install-metrics uninstall-metrics clean-metrics check-metrics metrics-cost fuzz-metrics check-fuzz-metrics

@@ -40,15 +40,22 @@ CHECK_TARGETS += check-lint check-fuzz check-asan check-valgrind
 deps-robust:
 	@scripts/ensure-deps $(DEPS_BUILD) $(DEPS_ROBUST)
 
-$(ROBUST_DIR)/whoconn-fuzz: fuzz/fuzz_session.c whoconn.c whoconn.h whoconn-seccomp.h | deps-robust
+# The sanitized builds compile the same module sources with clang (their
+# own objects, never mixed with the normal build's).  The fuzzer links the
+# session engine and what it uses, not whoconn.c's process around it.
+SAN_SESSION_SRC = lib/session.c lib/registry.c lib/counters.c lib/log.c lib/serverid.c
+SAN_HEADERS = whoconn.h $(wildcard lib/*.h)
+
+$(ROBUST_DIR)/whoconn-fuzz: fuzz/fuzz_session.c $(SAN_SESSION_SRC) $(SAN_HEADERS) | deps-robust
 	@mkdir -p $(@D)
-	$(SAN_CC) $(SAN_CFLAGS) -Wno-unused-function -fsanitize=fuzzer -o $@ fuzz/fuzz_session.c \
+	$(SAN_CC) $(SAN_CFLAGS) -fsanitize=fuzzer -o $@ fuzz/fuzz_session.c $(SAN_SESSION_SRC) \
 		$(LDLIBS) -ldl
 
-$(ROBUST_DIR)/whoconn-asan: whoconn.c whoconn.h whoconn-seccomp.h robust/sanitizer-options.c | deps-robust
+$(ROBUST_DIR)/whoconn-asan: whoconn.c $(SAN_SESSION_SRC) lib/confine.c lib/drain.c lib/cli.c $(SAN_HEADERS) \
+		lib/whoconn-seccomp.h robust/sanitizer-options.c | deps-robust
 	@mkdir -p $(@D)
 	$(SAN_CC) $(SAN_CFLAGS) -DWHOCONN_NO_CONFINE -DWHOCONN_SAN_LOG='"$(SAN_LOG)"' -o $@ \
-		whoconn.c robust/sanitizer-options.c $(LDLIBS) -ldl
+		whoconn.c $(SAN_SESSION_SRC) lib/confine.c lib/drain.c lib/cli.c robust/sanitizer-options.c $(LDLIBS) -ldl
 
 whoconn-fuzz: $(ROBUST_DIR)/whoconn-fuzz
 whoconn-asan: $(ROBUST_DIR)/whoconn-asan
@@ -105,23 +112,23 @@ check-valgrind: whoconn-noconfine | deps-robust
 
 # clang-tidy reads .clang-tidy; cppcheck's few justified suppressions are
 # in .cppcheck-suppressions.  Both cover the harness too.
-LINT_SOURCES = whoconn.c fuzz/fuzz_session.c robust/sanitizer-options.c
+LINT_SOURCES = whoconn.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) fuzz/fuzz_session.c robust/sanitizer-options.c
 LINT_DEFS    = -std=c11 -DWHOCONN_VERSION='"$(VERSION)"' -DWHOCONN_SAN_LOG='"x"' \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
 check-lint: check-tidy check-cppcheck
 
-check-tidy: | deps-robust
+check-tidy: lib/whoconn-seccomp.h | deps-robust
 	clang-tidy --quiet --warnings-as-errors='*' $(LINT_SOURCES) -- $(LINT_DEFS)
 
-check-cppcheck: | deps-robust
+check-cppcheck: lib/whoconn-seccomp.h | deps-robust
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
-		-D__GNUC__ --include=robust/cppcheck-defs.h -DWHOCONN_SAN_LOG='"x"' -I. --library=posix \
-		whoconn.c robust/sanitizer-options.c
+		-D__GNUC__ --include=robust/cppcheck-defs.h -DWHOCONN_SAN_LOG='"x"' -I. -Ilib --library=posix \
+		whoconn.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) robust/sanitizer-options.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
-		-D__GNUC__ --include=robust/cppcheck-defs.h -I. --library=posix fuzz/fuzz_session.c
+		-D__GNUC__ --include=robust/cppcheck-defs.h -I. -Ilib --library=posix fuzz/fuzz_session.c
 
 clean-robust:
 	rm -rf $(ROBUST_DIR)

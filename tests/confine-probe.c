@@ -2,19 +2,32 @@
  * confine-probe - tries, from inside whoconn's confinement, each thing a
  * connection process must not be able to do, and prints what happened.
  *
- * It is whoconn.c itself (without its main and option parsing): the
- * registry is found as whoconn finds it without options, the same
- * confine() runs, so run from a unit exactly like a connection it proves
- * what a real connection process can and cannot do.
+ * It links whoconn's own confinement module (lib/confine.c): the registry
+ * is found as whoconn finds it without options and the same confine()
+ * runs, so run from a unit exactly like a connection it proves what a real
+ * connection process can and cannot do.
  * tests/systemd.bats runs it as whoconn@.service's ExecStart=.
  *
  *   confine-probe                     probes; one "ACTION: RESULT" line each
  *   confine-probe --bench N           times confine() in N fresh processes
  */
-#define WHOCONN_NO_MAIN
-#include "../whoconn.c"
-
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../whoconn.h"
+#include "../lib/confine.h"
+#include "../lib/log.h"
 
 static void report(const char *what, int r) {
     if (r >= 0)
@@ -154,6 +167,6 @@ int main(int argc, char **argv) {
 
     if (argc == 3 && strcmp(argv[1], "--bench") == 0)
         return bench(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1000, db);
-    stderr_setup(); /* as main() does: the journal's <N> prefixes */
+    log_setup("whoconn"); /* as main() does: the journal's <N> prefixes */
     return probe(db);
 }
