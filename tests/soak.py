@@ -74,6 +74,9 @@ WAL_MAX = 2 * WAL_AUTOCHECKPOINT_BYTES
 PROC_GONE_S = 5.0
 # A killed process must be gone from WHO within this long of its death.
 KILL_GONE_S = 1.0
+# The first held connections are never closed by a wave (only killed) and
+# are asked WHO on every wave: a leak per WHO accumulates in them.
+VETERANS = 5
 # The only files the registry directory may hold, and its -locks directory.
 DB_NAME = "registry.db"
 REG_FILES = {DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-metrics",
@@ -107,6 +110,7 @@ class Stats:
         self.kills = 0
         self.deletions = 0
         self.checkpoints = 0
+        self.planned = 0           # checkpoints begun
         self.wal_max = 0
         self.fd_max = 0
         self.held_max = 0
@@ -433,24 +437,26 @@ class Load:
                 self._open_held(rng)
             elif n > target:
                 with self.held_lock:
-                    s = self.held.pop(rng.randrange(len(self.held)))
+                    s = self.held.pop(rng.randrange(min(VETERANS, len(self.held) - 1),
+                                                    len(self.held)))
                     del self.opened[s]
                 s.close()
                 with self.stats.lock:
                     self.stats.held_closed += 1
             else:
                 break
-        # a few WHOs on held connections: exercises their reopen path and
-        # grows any per-WHO leak of a long-lived process.  Those killed
-        # since they opened are dropped first.
+        # WHO on the veterans and on a random held connection: exercises
+        # their reopen path, and a per-WHO leak grows on the veterans.
+        # Those killed since they opened are dropped first.
         self.prune_held()
-        for _ in range(5):
+        for i in range(VETERANS + 1):
             if not self.run.is_set():
                 return
             with self.held_lock:
                 if not self.held:
                     break
-                s = self.held[rng.randrange(len(self.held))]
+                s = self.held[i if i < min(VETERANS, len(self.held)) else
+                              rng.randrange(len(self.held))]
             t0 = time.monotonic()
             try:
                 reply = ask(s)
@@ -569,6 +575,7 @@ def wait_children(server, want, timeout):
 
 def checkpoint(server, load, stats, a, final=False):
     t0 = time.monotonic()
+    stats.planned += 1
     load.pause()
     paused = time.monotonic()
     with stats.lock:
@@ -605,7 +612,7 @@ def checkpoint(server, load, stats, a, final=False):
         raise Violation("WHO answered %r with %d connections held and served (wanted %d)"
                         % (reply, held, held + 1))
     with load.held_lock:
-        sample = random.sample(load.held, min(3, len(load.held)))
+        sample = load.held[:1] + random.sample(load.held[1:], min(2, len(load.held) - 1))
     for h in sample:
         try:
             r = ask(h)
@@ -796,6 +803,8 @@ def main():
             stats.violation("%d connection processes still run %.0f s after every client "
                             "closed: %s" % (len(left), PROC_GONE_S, sorted(left)[:10]))
         server.stop()
+        if stats.wal_max > WAL_MAX and stats.checkpoints == stats.planned:  # the closes write too
+            stats.violation("the -wal file reached %d bytes (bound %d)" % (stats.wal_max, WAL_MAX))
         stray = server.stray()
         if stray:
             stats.violation("whoconn processes of this registry outlived the activator: %s"
