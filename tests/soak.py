@@ -412,7 +412,7 @@ class Load:
                     self.stats.worst = (t1 - t0, tc, t0 - self.stats.t_start)
 
     # ---- held connections in waves -------------------------------------
-    def _open_held(self, rng):
+    def open_held(self, rng):
         t0 = time.monotonic()
         try:
             s = connect(self.port)
@@ -445,7 +445,7 @@ class Load:
             with self.held_lock:
                 n = len(self.held)
             if n < target:
-                self._open_held(rng)
+                self.open_held(rng)
             elif n > target:
                 with self.held_lock:
                     s = self.held.pop(rng.randrange(min(VETERANS, len(self.held) - 1),
@@ -609,7 +609,7 @@ def checkpoint(server, load, stats, a, final=False):
     # a few more held connections, each served one reply, and WHO at once
     # (after --settle, which the old registration delay needed)
     for _ in range(CHECKPOINT_FRESH):
-        load._open_held(random)
+        load.open_held(random)
     held = load.prune_held()
     pids = wait_children(server, held, PROC_GONE_S)
     if len(pids) != held:
@@ -629,8 +629,13 @@ def checkpoint(server, load, stats, a, final=False):
     if reply != str(held + 1):
         raise Violation("WHO answered %r with %d connections held and served (wanted %d)"
                         % (reply, held, held + 1))
+    # the asker's process must be gone before held connections ask
+    pids = wait_children(server, held, PROC_GONE_S)
+    if len(pids) != held:
+        raise Violation("%d connection processes for %d held connections after the "
+                        "checkpoint's WHO ended" % (len(pids), held))
     with load.held_lock:
-        sample = load.held[:1] + random.sample(load.held[1:], min(2, len(load.held) - 1))
+        sample = load.held[:1] + random.sample(load.held[1:], max(0, min(2, len(load.held) - 1)))
     for h in sample:
         try:
             r = ask(h)
@@ -639,10 +644,7 @@ def checkpoint(server, load, stats, a, final=False):
         if r != str(held):
             raise Violation("WHO on a held connection answered %r with %d held (wanted %d)"
                             % (r, held, held))
-    pids = set(wait_children(server, held, PROC_GONE_S))
-    if len(pids) != held:
-        raise Violation("%d connection processes for %d held connections after the "
-                        "checkpoint's WHO ended" % (len(pids), held))
+    pids = set(pids)
     # 3. rows = live connection processes
     rows = read_conn_pids(server.db)
     dead_rows = sorted(rows - pids)
