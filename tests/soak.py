@@ -845,8 +845,12 @@ def main():
             stats.violation("connection processes exited otherwise than 0 or SIGKILL: %s"
                             % bad_exits)
         if server.errors:
-            stats.violation("whoconn logged %d error line(s), the first: %s"
-                            % (len(server.errors), server.errors[0]))
+            kinds = {}
+            for line in server.errors:  # one of each, PIDs aside
+                kinds.setdefault(re.sub(r"^whoconn\[\d+\]: ", "", line), line)
+            stats.violation("whoconn logged %d error line(s), %d kind(s):\n  %s"
+                            % (len(server.errors), len(kinds),
+                               "\n  ".join(list(kinds.values())[:5])))
         summary(server, stats, a, elapsed)
         ok = not stats.violations
     except (RuntimeError, OSError) as e:
