@@ -158,6 +158,7 @@ struct agent {
 
     /* logging state, so that a lasting fault logs once */
     int etcd_err;
+    unsigned etcd_logged; /* kinds of etcd failure logged since the last success */
     int reg_err;
 };
 
@@ -345,18 +346,17 @@ static int http_post(struct agent *a, const char *path, const char *text, json_t
     case CURLE_SSL_CLIENTCERT:
         err = -EPROTO;
         break;
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-        /* a server that refuses our certificate (or its absence) under
-         * TLS 1.3 says so on the first read, after the handshake */
-        err = strstr(a->curl_err, "SSL") ? -EPROTO : -ECONNREFUSED;
-        break;
     default:
-        err = -ECONNREFUSED;
+        /* a server that refuses our certificate (or its absence) may say
+         * so only after the handshake, on the first read or write */
+        err = strstr(a->curl_err, "SSL") ? -EPROTO : -ECONNREFUSED;
         break;
     }
     if (err == -EPROTO)
         snprintf(a->err_text, sizeof a->err_text, "TLS failed: %s",
+                 a->curl_err[0] ? a->curl_err : curl_easy_strerror(rc));
+    else if (err == -ECONNREFUSED)
+        snprintf(a->err_text, sizeof a->err_text, "not reachable (%s)",
                  a->curl_err[0] ? a->curl_err : curl_easy_strerror(rc));
     if (err == 0) {
         curl_easy_getinfo(a->http, CURLINFO_RESPONSE_CODE, &status);
@@ -367,15 +367,26 @@ static int http_post(struct agent *a, const char *path, const char *text, json_t
         else if (status != 200)
             err = -EREMOTEIO;
     }
-    if (err == -EACCES || err == -EPERM) {
+    if (err == -EACCES || err == -EPERM || err == -EREMOTEIO) {
         /* etcd's own words: {"error": "etcdserver: permission denied", ...} */
         json_t *e = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
         const char *m = json_string_value(json_object_get(e, "error"));
+        char line[128];
         if (!m)
             m = json_string_value(json_object_get(e, "message"));
+        if (!m && !e && body.len > 0) {
+            /* a plain-text reply: its first line, printable bytes only */
+            size_t i;
+            for (i = 0; i < body.len && i < sizeof line - 1 && body.data[i] != '\n'; i++)
+                line[i] = isprint((unsigned char)body.data[i]) ? body.data[i] : '?';
+            line[i] = '\0';
+            m = line;
+        }
         snprintf(a->err_text, sizeof a->err_text, "%s (HTTP %ld: %s)",
-                 err == -EACCES ? "authentication refused" : "permission denied", status,
-                 m ? m : "no reason given");
+                 err == -EACCES  ? "authentication refused"
+                 : err == -EPERM ? "permission denied"
+                                 : "refused the request",
+                 status, m ? m : "no reason given");
         json_decref(e);
     }
     if (err == 0) {
@@ -436,7 +447,8 @@ static int etcd_call(struct agent *a, const char *path, json_t *req, json_t **re
 }
 
 static const char *etcd_strerror(const struct agent *a, int err) {
-    if (a->err_text[0] && (err == -EPROTO || err == -EACCES || err == -EPERM))
+    if (a->err_text[0] &&
+        (err == -EPROTO || err == -ECONNREFUSED || err == -EACCES || err == -EPERM || err == -EREMOTEIO))
         return a->err_text;
     switch (err) {
     case -ETIMEDOUT:
@@ -455,20 +467,30 @@ static const char *etcd_strerror(const struct agent *a, int err) {
 }
 
 /* Records the outcome of an etcd call: a failure switches to the next
- * endpoint (the member may be cut off from the others) and logs once; the
- * first success after failures logs the recovery. */
+ * endpoint (the member may be cut off from the others) and logs once per
+ * kind of failure; the first success after failures logs the recovery. */
 static void etcd_outcome(struct agent *a, int err, const char *what) {
+    static const int kinds[] = {ETIMEDOUT, ECONNREFUSED, EPROTO, EACCES, EPERM, EREMOTEIO, EBADMSG};
+    unsigned kind = 1u << (sizeof kinds / sizeof kinds[0]);
+
     if (err == 0) {
         if (a->etcd_err != 0)
             sync_log(LOG_NOTICE, "etcd reachable again at %s", a->endpoints[a->ep]);
         a->etcd_err = 0;
+        a->etcd_logged = 0;
         return;
     }
-    if (a->etcd_err == 0)
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (err == -kinds[i])
+            kind = 1u << i;
+    /* each kind of failure once per outage: a member that was still
+     * starting ("timed out") must not hide a certificate it refuses */
+    if (!(a->etcd_logged & kind))
         sync_log(LOG_WARNING,
                  "etcd %s at %s: %s; this server keeps counting its peers for at "
                  "most %u s after the last confirmation",
                  what, a->endpoints[a->ep], etcd_strerror(a, err), a->staleness);
+    a->etcd_logged |= kind;
     a->etcd_err = err;
     if (a->nendpoints > 1) {
         a->ep = (a->ep + 1) % a->nendpoints;

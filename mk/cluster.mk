@@ -13,7 +13,8 @@ DEPS_CLUSTER_BUILD = libcurl4-openssl-dev libjansson-dev libssl-dev
 # etcd-server also ships a default etcd.service that starts on install
 # where systemd runs; the tests never use it (their members live in
 # network namespaces of their own).
-DEPS_CLUSTER_CHECK = etcd-server etcd-client iproute2 python3 systemd
+# openssl makes the TLS run's certificates.
+DEPS_CLUSTER_CHECK = etcd-server etcd-client iproute2 python3 systemd openssl
 
 all: whoconn-sync
 # make check runs `bats tests/` before CHECK_TARGETS, and tests/cluster.bats
