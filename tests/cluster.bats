@@ -414,8 +414,28 @@ kill_and_check() {
 	[ "${stderr_lines[-1]}" = "Error: etcdserver: permission denied" ]
 	run -1 --separate-stderr as_s1 put /whoconn/v1/count/aaaaaaaa-0009-4000-8000-000000000009 1000
 	[ "${stderr_lines[-1]}" = "Error: etcdserver: permission denied" ]
+	# nor revoke another server's lease (a revoke needs write permission
+	# on the keys attached to it); keeping it alive is not checked by etcd
+	local lease2
+	lease2=$(as_s1 get "$k2" -w json | python3 -c 'import json, sys; print("%x" % json.load(sys.stdin)["kvs"][0]["lease"])')
+	run -1 --separate-stderr as_s1 lease revoke "$lease2"
+	[ "${stderr_lines[-1]}" = "Error: failed to revoke lease (etcdserver: permission denied)" ]
+	run -0 as_s1 lease keep-alive --once "$lease2"
+	[ "$output" = "lease $lease2 keepalived with TTL(2)" ]
 	# its own key, yes
 	run -0 as_s1 put "/whoconn/v1/count/${CL_IDS[1]}" 0
+	[ "$output" = OK ]
+	# an agent with a wrong password says so, and its server answers from local data
+	kill -TERM "$(cat "$(dir 3)/sync.pid")"
+	waits "$(cat "$(dir 3)/sync.pid")"
+	echo wrong >"$d/wrong-password"
+	: >"$(dir 3)/sync.log"
+	sync_start 3 WHOCONN_ETCD_PASSWORD_FILE="$d/wrong-password"
+	for _ in $(seq 100); do [ "$(sync_log 3 | wc -l)" -ge 2 ] && break; sleep 0.05; done
+	run -0 sync_log 3
+	printf '%s\n' "${lines[@]}"
+	[ "${lines[1]}" = "etcd lease grant at https://127.0.0.1:2379: refused the request (HTTP 400: etcdserver: authentication failed, invalid user ID or password); this server keeps counting its peers for at most 3 s after the last confirmation" ]
+	run -0 wait_who 3 1 $((CL_STALENESS + 1))
 }
 
 @test "with TLS, agents with a wrong CA or no client certificate cannot publish, say why, and their servers answer from local data" {
