@@ -1386,9 +1386,15 @@ int main(int argc, char **argv) {
         int64_t now = now_ms(CLOCK_MONOTONIC);
         int running;
 
+        /* a stop request is seen between etcd calls, so that stopping takes
+         * at most the call in progress plus the revoke */
         step_registry(&a, now);
         step_lease(&a, now);
+        if (sync_signal)
+            break;
         step_publish(&a, now);
+        if (sync_signal)
+            break;
         step_watch(&a, now);
         curl_multi_perform(a.multi, &running);
         step_watch_done(&a, now_ms(CLOCK_MONOTONIC));

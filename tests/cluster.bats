@@ -364,10 +364,30 @@ kill_and_check() {
 		run cat "$BATS_TEST_TMPDIR/stop.$n"
 		[[ "${lines[0]}" =~ ^7\ after\ 0\.[0-9]+s$ ]]
 	done
-	run -0 waits "$(cat "$(dir 2)/sync.pid")"
+	waits "$(cat "$(dir 2)/sync.pid")"
 	run -0 sync_log 2
 	[ "${lines[-1]}" = "stopping on signal 15; lease revoked, the other servers no longer count this server's clients" ]
 	[ "$(keys 1)" = 2 ]
+}
+
+@test "an agent stopped while cut off from etcd exits within the etcd call timeout and says its lease was not revoked" {
+	up
+	partition 2
+	# past the member's election timeout: it knows it has lost its leader
+	run -0 wait_who 2 1 $((CL_STALENESS + 1))
+	local pid t0 took
+	pid=$(cat "$(dir 2)/sync.pid")
+	t0=$EPOCHREALTIME
+	kill -TERM "$pid"
+	local rc=0
+	wait "$pid" || rc=$?
+	took=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+	echo "stopped after $took s, status $rc"
+	[ "$rc" = 0 ]
+	# the call in progress (1 s at most) and the revoke (1 s at most)
+	[ "$(awk -v t="$took" 'BEGIN { print (t <= 2.5) ? "bounded" : "too slow" }')" = bounded ]
+	run -0 sync_log 2
+	[[ "${lines[-1]}" == "stopping on signal 15; lease not revoked ("*"): the other servers drop this server's clients after the lease TTL (2 s)" ]]
 }
 
 # ---- TLS, client certificates, etcd users --------------------------------------
