@@ -414,7 +414,7 @@ etcdctl_in() {
 	inside etcdctl --endpoints "http://127.0.0.1:$ETCD_PORT" "$@"
 }
 
-@test "the confined whoconn-sync.service publishes this server's count to etcd, counts a peer's, and revokes its lease on stop" {
+@test "the confined whoconn-sync.service publishes this server's count to etcd, counts a peer's, revokes its lease on stop, and its status says when WHO counts only local clients" {
 	command -v etcd >/dev/null || skip "needs etcd (Debian package etcd-server)"
 	ETCD_PORT=$(free_port)
 	local peer_port id=aaaaaaaa-0001-4000-8000-00000000000a peer=aaaaaaaa-0002-4000-8000-00000000000b
@@ -461,8 +461,21 @@ etcdctl_in() {
 	run -0 inside journalctl -q -o cat -u whoconn-sync.service _PID="$pid" -n 1
 	echo "$output"
 	[ "$output" = "stopping on signal 15; lease revoked, the other servers no longer count this server's clients" ]
-	kill "$HOLD_PID"; wait "$HOLD_PID" || true; HOLD_PID=""
+	# cut off from etcd, its status says WHO counts only this server's clients
+	inside systemctl start whoconn-sync.service
+	run -0 client wait-who 8
 	inside systemctl stop wc-etcd.service
+	local st=""
+	for _ in $(seq 120); do
+		st=$(inside systemctl show -p StatusText --value whoconn-sync.service)
+		[[ "$st" == "WHO counts local 2 only"* ]] && break
+		sleep 0.05
+	done
+	echo "$st"
+	[[ "$st" =~ ^WHO\ counts\ local\ 2\ only\ \(no\ etcd\ quorum\ for\ [34]\ s\)\;\ etcd\ http://127\.0\.0\.1:$ETCD_PORT:\ not\ reachable\ \(.*\)$ ]]
+	run -0 client wait-who 3
+	inside systemctl stop whoconn-sync.service
+	kill "$HOLD_PID"; wait "$HOLD_PID" || true; HOLD_PID=""
 	inside rm -r /etc/whoconn /var/tmp/wc-etcd
 }
 
