@@ -413,8 +413,12 @@ static int etcd_authenticate(struct agent *a) {
     int err = http_post(a, "/v3/auth/authenticate", text, &resp);
     free(text);
     const char *token = err == 0 ? json_string_value(json_object_get(resp, "token")) : NULL;
+    /* it goes into a header line: printable, no spaces */
     if (err == 0 && (!token || !*token || strlen(token) >= sizeof a->token))
         err = -EBADMSG;
+    for (const char *c = token; err == 0 && *c; c++)
+        if (!isgraph((unsigned char)*c))
+            err = -EBADMSG;
     if (err == 0) {
         snprintf(a->token, sizeof a->token, "%s", token);
         err = headers_build(a);

@@ -504,6 +504,7 @@ while s.recv(4096): pass' "$1" "$2"
 }
 
 @test "on the shipped dual-stack socket, the README's journalctl queries find IPv4 callers as a.b.c.d and IPv6 callers as they are" {
+	command -v ip >/dev/null || skip "needs ip (Debian package iproute2)"
 	# ListenStream=4242 as shipped, in a network namespace of the test's own
 	inside ip netns add wcds
 	inside ip netns exec wcds ip link set lo up
