@@ -280,6 +280,11 @@ static void http_setup(struct agent *a, CURL *h) {
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     if (a->ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, a->ca_file);
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /* libcurl would keep the CAs it read for a day; new connections are
+     * rare (start, failover), so read them afresh each time */
+    curl_easy_setopt(h, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+#endif
     if (a->cert_file) {
         curl_easy_setopt(h, CURLOPT_SSLCERT, a->cert_file);
         curl_easy_setopt(h, CURLOPT_SSLKEY, a->key_file);
