@@ -433,9 +433,9 @@ static int etcd_authenticate(struct agent *a) {
 }
 
 /* One etcd call: POSTs req (stolen) and parses the reply into *ret.  With
- * a user configured, authenticates first when there is no token, and
- * forgets a token etcd refused (expired), so the next call gets a new one.
- * Errors as http_post(). */
+ * a user configured, authenticates first when there is no token, and once
+ * again when etcd refuses the token (expired, or lost by a member that
+ * restarted), then retries the call once.  Errors as http_post(). */
 static int etcd_call(struct agent *a, const char *path, json_t *req, json_t **ret) {
     int err = 0;
     char *text = json_dumps(req, JSON_COMPACT);
@@ -443,13 +443,16 @@ static int etcd_call(struct agent *a, const char *path, json_t *req, json_t **re
     json_decref(req);
     if (!text)
         return -ENOMEM;
-    if (a->user && !a->token[0])
+    bool fresh = a->user && !a->token[0];
+    if (fresh)
         err = etcd_authenticate(a);
     if (err == 0)
         err = http_post(a, path, text, ret);
     if (err == -EACCES && a->token[0]) {
         a->token[0] = '\0';
         headers_build(a);
+        if (!fresh && (err = etcd_authenticate(a)) == 0)
+            err = http_post(a, path, text, ret);
     }
     free(text);
     return err;

@@ -93,16 +93,15 @@ make_pki() {
 			-subj "/CN=whoconn test $ca" -keyout "$d/$ca.key" -out "$d/$ca.pem"
 	done
 	for n in 1 2 3; do
-		# no CN in a member's certificate (SANs name it)
-		ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/O=etcd-s$n" \
+		ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=etcd-s$n" \
 			-keyout "$d/s$n.key" -out "$d/s$n.csr"
 		printf 'subjectAltName=IP:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' \
 			"$(addr "$n")" >"$d/s$n.ext"
 		ossl x509 -req -in "$d/s$n.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
 			-days 2 -extfile "$d/s$n.ext" -out "$d/s$n.pem"
-		# nor in an agent's: etcd refuses a gateway request whose client
-		# certificate has one (it would not be used for RBAC: the gateway
-		# has no CN-based authentication), so users log in by password
+		# no CN in an agent's: with authentication on, etcd refuses a
+		# gateway request whose client certificate has one (the gateway
+		# has no CN-based authentication), so agents log in by password
 		ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/O=whoconn-s$n" \
 			-keyout "$d/agent$n.key" -out "$d/agent$n.csr"
 		printf 'extendedKeyUsage=clientAuth\n' >"$d/agent$n.ext"
