@@ -479,6 +479,54 @@ etcdctl_in() {
 	inside rm -r /etc/whoconn /var/tmp/wc-etcd
 }
 
+@test "the confined whoconn-sync.service reads its TLS files (root:whoconn, 0640 in 0750) and publishes to an etcd that requires client certificates" {
+	command -v etcd >/dev/null || skip "needs etcd (Debian package etcd-server)"
+	command -v openssl >/dev/null || skip "needs openssl"
+	local d=$BATS_TEST_TMPDIR id=aaaaaaaa-0003-4000-8000-00000000000c peer_port n
+	ETCD_PORT=$(free_port)
+	peer_port=$(free_port)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+		-subj "/CN=whoconn test ca" -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$d/member.ext"
+	printf 'extendedKeyUsage=clientAuth\n' >"$d/agent.ext"
+	for n in member agent; do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/O=$n" \
+			-keyout "$d/$n.key" -out "$d/$n.csr" 2>/dev/null
+		openssl x509 -req -in "$d/$n.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+			-days 1 -extfile "$d/$n.ext" -out "$d/$n.pem" 2>/dev/null
+	done
+	inside mkdir -p /etc/whoconn/tls /var/tmp/wc-etcd-tls
+	for f in ca.pem agent.pem agent.key; do inside sh -c "cat >/etc/whoconn/tls/$f" <"$d/$f"; done
+	for f in ca.pem member.pem member.key; do inside sh -c "cat >/var/tmp/wc-etcd-tls/$f" <"$d/$f"; done
+	inside_sh 'chown root:whoconn /etc/whoconn/tls /etc/whoconn/tls/*; chmod 0640 /etc/whoconn/tls/*; chmod 0750 /etc/whoconn/tls'
+	local t=/var/tmp/wc-etcd-tls
+	inside systemd-run -q --unit=wc-etcd -p Type=notify etcd --name m --data-dir /var/tmp/wc-etcd \
+		--cert-file "$t/member.pem" --key-file "$t/member.key" --client-cert-auth --trusted-ca-file "$t/ca.pem" \
+		--listen-client-urls "https://127.0.0.1:$ETCD_PORT" --advertise-client-urls "https://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+		--initial-cluster "m=http://127.0.0.1:$peer_port" --log-level=warn --logger=zap
+	inside_sh "printf '%s\n' WHOCONN_ETCD_ENDPOINTS=https://127.0.0.1:$ETCD_PORT WHOCONN_SERVER_ID=$id \
+		WHOCONN_ETCD_CA_FILE=/etc/whoconn/tls/ca.pem WHOCONN_ETCD_CERT_FILE=/etc/whoconn/tls/agent.pem \
+		WHOCONN_ETCD_KEY_FILE=/etc/whoconn/tls/agent.key >/etc/whoconn/cluster.conf"
+	inside systemctl start whoconn-sync.service ||
+		{ inside journalctl -q -o cat -u whoconn-sync.service -n 5; false; }
+	hold 1
+	wait_nconnections 1
+	local v=""
+	for _ in $(seq 100); do
+		v=$(inside etcdctl --endpoints "https://127.0.0.1:$ETCD_PORT" --cacert "$t/ca.pem" \
+			--cert "$t/member.pem" --key "$t/member.key" get --print-value-only "/whoconn/v1/count/$id" 2>/dev/null || true)
+		[ "$v" = 1 ] && break
+		sleep 0.05
+	done
+	[ "$v" = 1 ]
+	run -0 inside systemctl show -p StatusText --value whoconn-sync.service
+	[[ "$output" == "WHO counts local 1 + 0 from 0 peer(s); etcd https://127.0.0.1:$ETCD_PORT in sync" ]]
+	inside systemctl stop whoconn-sync.service wc-etcd.service
+	kill "$HOLD_PID"; wait "$HOLD_PID" || true; HOLD_PID=""
+	inside rm -r /etc/whoconn /var/tmp/wc-etcd /var/tmp/wc-etcd-tls
+}
+
 @test "whoconn-sync.service's Documentation= names the installed cluster.md and man page" {
 	run -0 inside systemctl show -p Documentation --value whoconn-sync.service
 	[ "$output" = '"man:whoconn-sync(8)" "man:whoconn(8)" file:///usr/local/share/doc/whoconn/cluster.md' ]
