@@ -4,8 +4,9 @@
  *
  * One long-running process per server, started by whoconn-sync.service
  * (Type=notify, with a watchdog), next to the socket-activated whoconn
- * connection processes.  It talks to etcd's v3 JSON gateway over HTTP
- * (libcurl, jansson) and to the local SQLite registry:
+ * connection processes.  It talks to etcd's v3 JSON gateway over HTTP or
+ * HTTPS (libcurl, jansson; a CA file, a client certificate and an etcd
+ * user may be set) and to the local SQLite registry:
  *
  *   - it publishes this server's local count (rows in `conn`) under
  *     PREFIX/<server id>, attached to a lease that it keeps alive, and puts
@@ -14,7 +15,9 @@
  *     servers' counts into the registry's `peer` table, each row valid
  *     until now + the staleness bound;
  *   - it sweeps `conn` rows whose process is gone, so the published count
- *     is exact even when nobody asks WHO here.
+ *     is exact even when nobody asks WHO here;
+ *   - on SIGTERM it revokes its lease, so that a planned stop is exact for
+ *     the other servers at once.
  *
  * The connection processes never touch the network: WHO = local rows +
  * peer rows not yet expired.  If this agent dies, or loses etcd's quorum,
