@@ -538,16 +538,17 @@ etcdctl_in() {
 	[ "$output" = "/usr/local/share/man/man8/whoconn-sync.8" ]
 }
 
-# dualstack_ask FAMILY BYTES - one session from 127.0.0.1 or ::1 to the
-# shipped dual-stack socket in the wcds network namespace; prints its port.
+# dualstack_ask 4|6|4i BYTES - one session from 127.0.0.1 or ::1 to the
+# shipped dual-stack socket in the wcds network namespace (4i: IPv4, and
+# the client stays silent until the server closes); prints its port.
 dualstack_ask() {
 	inside ip netns exec wcds python3 -c '
 import socket, sys
-fam, host = (socket.AF_INET, "127.0.0.1") if sys.argv[1] == "4" else (socket.AF_INET6, "::1")
+fam, host = (socket.AF_INET6, "::1") if sys.argv[1] == "6" else (socket.AF_INET, "127.0.0.1")
 s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(5)
 s.connect((host, 4242))
 print(s.getsockname()[1]); s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
-s.shutdown(socket.SHUT_WR)
+if sys.argv[1] != "4i": s.shutdown(socket.SHUT_WR)  # 4i: say nothing, until the idle timeout
 while s.recv(4096): pass' "$1" "$2"
 }
 
@@ -562,11 +563,17 @@ while s.recv(4096): pass' "$1" "$2"
 		systemctl restart whoconn.socket"
 	run -0 inside systemctl show -p Listen --value whoconn.socket
 	[ "$output" = "[::]:4242 (Stream)" ]
+	# and an idle timeout of 1 s, for the idle-timeout query
+	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
+		printf "[Service]\nEnvironment=WHOCONN_IDLE_TIMEOUT=1\n" >/etc/systemd/system/whoconn@.service.d/idle.conf
+		systemctl daemon-reload'
+	p4idle=$(dualstack_ask 4i '')
 	p4=$(dualstack_ask 4 'WHY\nWHY\n')
 	p6=$(dualstack_ask 6 'WHY\n')
 	p4bad=$(dualstack_ask 4 "$(printf 'x%.0s' $(seq 1100))\n")
 	p6bad=$(dualstack_ask 6 'WHY\n\x01\n')
 	inside_sh 'rm /etc/systemd/system/whoconn.socket.d/zz-dualstack.conf
+		rm -r /etc/systemd/system/whoconn@.service.d
 		systemctl daemon-reload
 		systemctl restart whoconn.socket
 		ip netns del wcds'
@@ -580,24 +587,31 @@ while s.recv(4096): pass' "$1" "$2"
 	inside journalctl -q -u 'whoconn@*' WHOCONN_PEER_ADDRESS=::1 -o json >"$BATS_TEST_TMPDIR/v6.json"
 	inside journalctl -q -u 'whoconn@*' WHOCONN_END=line-too-long WHOCONN_END=invalid-byte -o json \
 		>"$BATS_TEST_TMPDIR/abuse.json"
-	run --separate-stderr python3 - "$BATS_TEST_TMPDIR" "$p4" "$p6" "$p4bad" "$p6bad" <<-'PY'
+	inside journalctl -q -u 'whoconn@*' WHOCONN_END=idle-timeout --since today -o json \
+		>"$BATS_TEST_TMPDIR/idle.json"
+	run --separate-stderr python3 - "$BATS_TEST_TMPDIR" "$p4" "$p6" "$p4bad" "$p6bad" "$p4idle" <<-'PY'
 	import json, sys
 	d, ports = sys.argv[1], sys.argv[2:]
 	def load(name):
 	    return [json.loads(l) for l in open(d + "/" + name) if l.strip()]
 	def pick(entries, port):
 	    return [e for e in entries if e.get("WHOCONN_PEER_PORT") == port]
-	for name, port in (("v4.json", ports[0]), ("v6.json", ports[1]), ("abuse.json", ports[2]), ("abuse.json", ports[3])):
+	for name, port in (("v4.json", ports[0]), ("v6.json", ports[1]), ("abuse.json", ports[2]),
+	                   ("abuse.json", ports[3]), ("idle.json", ports[4])):
 	    for e in pick(load(name), port):
 	        print(name, e["MESSAGE"].split(" duration_ms=")[0], e["WHOCONN_END"], e["_SYSTEMD_UNIT"].split("-", 2)[2])
 	PY
 	printf '%s\n' "$stderr" "${lines[@]}"
 	[ "$status" -eq 0 ]
-	[ "${#lines[@]}" -eq 4 ]
+	[ "${#lines[@]}" -eq 5 ]
 	[ "${lines[0]}" = "v4.json peer=127.0.0.1:$p4 client-closed 127.0.0.1:$p4.service" ]
 	[ "${lines[1]}" = "v6.json peer=[::1]:$p6 client-closed ::1:$p6.service" ]
 	[ "${lines[2]}" = "abuse.json peer=127.0.0.1:$p4bad line-too-long 127.0.0.1:$p4bad.service" ]
 	[ "${lines[3]}" = "abuse.json peer=[::1]:$p6bad invalid-byte ::1:$p6bad.service" ]
+	[ "${lines[4]}" = "idle.json peer=127.0.0.1:$p4idle idle-timeout 127.0.0.1:$p4idle.service" ]
+	# and the grep form of the same query
+	run -0 inside journalctl -q -o cat -u 'whoconn@*' -g "peer=127.0.0.1:$p4idle .*end=idle-timeout"
+	[ "${#lines[@]}" -eq 1 ]
 }
 
 # The Debian package, last: it replaces the make-installed copy.
