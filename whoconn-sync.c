@@ -4,8 +4,9 @@
  *
  * One long-running process per server, started by whoconn-sync.service
  * (Type=notify, with a watchdog), next to the socket-activated whoconn
- * connection processes.  It talks to etcd's v3 JSON gateway over HTTP
- * (libcurl, jansson) and to the local SQLite registry:
+ * connection processes.  It talks to etcd's v3 JSON gateway over HTTP or
+ * HTTPS (libcurl, jansson; a CA file, a client certificate and an etcd
+ * user may be set) and to the local SQLite registry:
  *
  *   - it publishes this server's local count (rows in `conn`) under
  *     PREFIX/<server id>, attached to a lease that it keeps alive, and puts
@@ -14,7 +15,9 @@
  *     servers' counts into the registry's `peer` table, each row valid
  *     until now + the staleness bound;
  *   - it sweeps `conn` rows whose process is gone, so the published count
- *     is exact even when nobody asks WHO here.
+ *     is exact even when nobody asks WHO here;
+ *   - on SIGTERM it revokes its lease, so that a planned stop is exact for
+ *     the other servers at once.
  *
  * The connection processes never touch the network: WHO = local rows +
  * peer rows not yet expired.  If this agent dies, or loses etcd's quorum,
@@ -49,6 +52,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <systemd/sd-daemon.h>
 
 /* ---- limits and defaults --------------------------------------------- */
@@ -93,6 +98,10 @@
 #define SYNC_ENDPOINTS_MAX 9
 #define SYNC_ENDPOINT_LEN 256
 #define SYNC_KEY_MAX 256
+/* etcd's simple tokens are 16 random letters plus a revision; JWTs a few
+ * hundred bytes.  A password is read from a file of at most this size. */
+#define SYNC_TOKEN_MAX 2048
+#define SYNC_PASSWORD_MAX 1024
 
 /* The agent waits this long for the registry's write lock; connection
  * processes hold it for microseconds. */
@@ -119,6 +128,12 @@ struct agent {
     const char *db;
     char id[UUID_STR_LEN];
     char key[SYNC_KEY_MAX];
+    /* TLS (libcurl) and etcd authentication; NULL: not used */
+    const char *ca_file, *cert_file, *key_file, *user;
+    char password[SYNC_PASSWORD_MAX];
+    char token[SYNC_TOKEN_MAX]; /* "": not authenticated (yet) */
+    char curl_err[CURL_ERROR_SIZE];
+    char err_text[CURL_ERROR_SIZE + 64]; /* why the last failed call failed */
 
     int ep; /* endpoint in use */
     CURL *http;
@@ -152,9 +167,12 @@ struct agent {
     /* what the registry holds */
     int64_t written_base;  /* last_ok used for the peer rows written */
     bool rows_live;        /* peer rows may still count (not yet aged out) */
+    int written_npeers;    /* peers in the rows written, and their sum */
+    long long written_sum;
 
     /* logging state, so that a lasting fault logs once */
     int etcd_err;
+    unsigned etcd_logged; /* kinds of etcd failure logged since the last success */
     int reg_err;
 };
 
@@ -254,36 +272,131 @@ static size_t body_cb(char *data, size_t size, size_t n, void *user) {
     return buf_append(user, data, size * n, SYNC_BODY_MAX) < 0 ? 0 : size * n;
 }
 
-/* POSTs req (stolen) to the current endpoint's path and parses the JSON
- * reply into *ret.  Returns 0, -ETIMEDOUT, -ECONNREFUSED (member not
- * reachable), -EREMOTEIO (HTTP status other than 200: no leader, no
- * quorum), -EBADMSG (not JSON), -ENOMEM. */
-static int etcd_call(struct agent *a, const char *path, json_t *req, json_t **ret) {
+static void watch_stop(struct agent *a);
+
+/* The options every handle to etcd carries: the TLS files (libcurl reads
+ * them at each new connection, so renewed certificates are picked up
+ * without a restart) and the headers, which hold the auth token. */
+static void http_setup(struct agent *a, CURL *h) {
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, a->headers);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)SYNC_CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (a->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, a->ca_file);
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /* libcurl would keep the CAs it read for a day; new connections are
+     * rare (start, failover), so read them afresh each time */
+    curl_easy_setopt(h, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+#endif
+    if (a->cert_file) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, a->cert_file);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, a->key_file);
+    }
+}
+
+/* Rebuilds the header list with the current token.  The watch uses the
+ * list too: it is stopped first (it restarts with the new token). */
+static int headers_build(struct agent *a) {
+    char auth[SYNC_TOKEN_MAX + 32];
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+
+    /* fail at once on a member that knows it has no leader */
+    if (h)
+        h = curl_slist_append(h, "Grpc-Metadata-hasleader: true");
+    if (h && a->token[0]) {
+        snprintf(auth, sizeof auth, "Authorization: %s", a->token);
+        h = curl_slist_append(h, auth);
+    }
+    if (!h)
+        return -ENOMEM;
+    watch_stop(a);
+    curl_slist_free_all(a->headers);
+    a->headers = h;
+    curl_easy_setopt(a->http, CURLOPT_HTTPHEADER, a->headers);
+    return 0;
+}
+
+/* POSTs text to the current endpoint's path and parses the JSON reply
+ * into *ret.  Returns 0, -ETIMEDOUT, -ECONNREFUSED (member not
+ * reachable), -EPROTO (TLS failed: untrusted or missing certificate),
+ * -EACCES (HTTP 401: user, password or token refused), -EPERM (HTTP 403:
+ * etcd's RBAC denies it), -EREMOTEIO (any other status but 200: no
+ * leader, no quorum), -EBADMSG (not JSON), -ENOMEM.  a->err_text says
+ * why, in etcd's or libcurl's words, for the log. */
+static int http_post(struct agent *a, const char *path, const char *text, json_t **ret) {
     char url[SYNC_ENDPOINT_LEN + 64];
     struct buf body = {0};
     long status = 0;
     int err = 0;
 
-    char *text = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
-    if (!text)
-        return -ENOMEM;
     snprintf(url, sizeof url, "%s%s", a->endpoints[a->ep], path);
+    a->curl_err[0] = '\0';
+    a->err_text[0] = '\0';
     curl_easy_setopt(a->http, CURLOPT_URL, url);
     curl_easy_setopt(a->http, CURLOPT_POSTFIELDS, text);
     curl_easy_setopt(a->http, CURLOPT_WRITEDATA, &body);
     CURLcode rc = curl_easy_perform(a->http);
-    free(text);
-    if (rc == CURLE_OPERATION_TIMEDOUT)
+    switch (rc) {
+    case CURLE_OK:
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
         err = -ETIMEDOUT;
-    else if (rc == CURLE_WRITE_ERROR)
+        break;
+    case CURLE_WRITE_ERROR:
         err = -EMSGSIZE;
-    else if (rc != CURLE_OK)
-        err = -ECONNREFUSED;
-    else {
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CLIENTCERT:
+        err = -EPROTO;
+        break;
+    default:
+        /* a server that refuses our certificate (or its absence) may say
+         * so only after the handshake, on the first read or write */
+        err = strstr(a->curl_err, "SSL") ? -EPROTO : -ECONNREFUSED;
+        break;
+    }
+    if (err == -EPROTO)
+        snprintf(a->err_text, sizeof a->err_text, "TLS failed: %s",
+                 a->curl_err[0] ? a->curl_err : curl_easy_strerror(rc));
+    else if (err == -ECONNREFUSED)
+        snprintf(a->err_text, sizeof a->err_text, "not reachable (%s)",
+                 a->curl_err[0] ? a->curl_err : curl_easy_strerror(rc));
+    if (err == 0) {
         curl_easy_getinfo(a->http, CURLINFO_RESPONSE_CODE, &status);
-        if (status != 200)
+        if (status == 401)
+            err = -EACCES;
+        else if (status == 403)
+            err = -EPERM;
+        else if (status != 200)
             err = -EREMOTEIO;
+    }
+    if (err == -EACCES || err == -EPERM || err == -EREMOTEIO) {
+        /* etcd's own words: {"error": "etcdserver: permission denied", ...} */
+        json_t *e = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+        const char *m = json_string_value(json_object_get(e, "error"));
+        char line[128];
+        if (!m)
+            m = json_string_value(json_object_get(e, "message"));
+        if (!m && !e && body.len > 0) {
+            /* a plain-text reply: its first line, printable bytes only */
+            size_t i;
+            for (i = 0; i < body.len && i < sizeof line - 1 && body.data[i] != '\n'; i++)
+                line[i] = isprint((unsigned char)body.data[i]) ? body.data[i] : '?';
+            line[i] = '\0';
+            m = line;
+        }
+        snprintf(a->err_text, sizeof a->err_text, "%s (HTTP %ld: %s)",
+                 err == -EACCES  ? "authentication refused"
+                 : err == -EPERM ? "permission denied"
+                                 : "refused the request",
+                 status, m ? m : "no reason given");
+        json_decref(e);
     }
     if (err == 0) {
         *ret = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
@@ -297,7 +410,62 @@ static int etcd_call(struct agent *a, const char *path, json_t *req, json_t **re
     return err;
 }
 
-static const char *etcd_strerror(int err) {
+/* Gets a token for WHOCONN_ETCD_USER (etcd's /v3/auth/authenticate). */
+static int etcd_authenticate(struct agent *a) {
+    json_t *req = json_pack("{s:s, s:s}", "name", a->user, "password", a->password);
+    json_t *resp = NULL;
+    char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+
+    json_decref(req);
+    if (!text)
+        return -ENOMEM;
+    int err = http_post(a, "/v3/auth/authenticate", text, &resp);
+    free(text);
+    const char *token = err == 0 ? json_string_value(json_object_get(resp, "token")) : NULL;
+    /* it goes into a header line: printable, no spaces */
+    if (err == 0 && (!token || !*token || strlen(token) >= sizeof a->token))
+        err = -EBADMSG;
+    for (const char *c = token; err == 0 && *c; c++)
+        if (!isgraph((unsigned char)*c))
+            err = -EBADMSG;
+    if (err == 0) {
+        snprintf(a->token, sizeof a->token, "%s", token);
+        err = headers_build(a);
+    }
+    json_decref(resp);
+    return err;
+}
+
+/* One etcd call: POSTs req (stolen) and parses the reply into *ret.  With
+ * a user configured, authenticates first when there is no token, and once
+ * again when etcd refuses the token (expired, or lost by a member that
+ * restarted), then retries the call once.  Errors as http_post(). */
+static int etcd_call(struct agent *a, const char *path, json_t *req, json_t **ret) {
+    int err = 0;
+    char *text = json_dumps(req, JSON_COMPACT);
+
+    json_decref(req);
+    if (!text)
+        return -ENOMEM;
+    bool fresh = a->user && !a->token[0];
+    if (fresh)
+        err = etcd_authenticate(a);
+    if (err == 0)
+        err = http_post(a, path, text, ret);
+    if (err == -EACCES && a->token[0]) {
+        a->token[0] = '\0';
+        headers_build(a);
+        if (!fresh && (err = etcd_authenticate(a)) == 0)
+            err = http_post(a, path, text, ret);
+    }
+    free(text);
+    return err;
+}
+
+static const char *etcd_strerror(const struct agent *a, int err) {
+    if (a->err_text[0] &&
+        (err == -EPROTO || err == -ECONNREFUSED || err == -EACCES || err == -EPERM || err == -EREMOTEIO))
+        return a->err_text;
     switch (err) {
     case -ETIMEDOUT:
         return "timed out";
@@ -314,23 +482,31 @@ static const char *etcd_strerror(int err) {
     }
 }
 
-static void watch_stop(struct agent *a);
-
 /* Records the outcome of an etcd call: a failure switches to the next
- * endpoint (the member may be cut off from the others) and logs once; the
- * first success after failures logs the recovery. */
+ * endpoint (the member may be cut off from the others) and logs once per
+ * kind of failure; the first success after failures logs the recovery. */
 static void etcd_outcome(struct agent *a, int err, const char *what) {
+    static const int kinds[] = {ETIMEDOUT, ECONNREFUSED, EPROTO, EACCES, EPERM, EREMOTEIO, EBADMSG};
+    unsigned kind = 1u << (sizeof kinds / sizeof kinds[0]);
+
     if (err == 0) {
         if (a->etcd_err != 0)
             sync_log(LOG_NOTICE, "etcd reachable again at %s", a->endpoints[a->ep]);
         a->etcd_err = 0;
+        a->etcd_logged = 0;
         return;
     }
-    if (a->etcd_err == 0)
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (err == -kinds[i])
+            kind = 1u << i;
+    /* each kind of failure once per outage: a member that was still
+     * starting ("timed out") must not hide a certificate it refuses */
+    if (!(a->etcd_logged & kind))
         sync_log(LOG_WARNING,
                  "etcd %s at %s: %s; this server keeps counting its peers for at "
                  "most %u s after the last confirmation",
-                 what, a->endpoints[a->ep], etcd_strerror(err), a->staleness);
+                 what, a->endpoints[a->ep], etcd_strerror(a, err), a->staleness);
+    a->etcd_logged |= kind;
     a->etcd_err = err;
     if (a->nendpoints > 1) {
         a->ep = (a->ep + 1) % a->nendpoints;
@@ -370,6 +546,20 @@ static int lease_keepalive(struct agent *a) {
         if (!r || json_int64(r, "TTL", &ttl) < 0 || ttl <= 0)
             err = -ENOLINK;
     }
+    json_decref(resp);
+    return err;
+}
+
+/* Ends the lease at once: etcd deletes our key with it, and every watcher
+ * sees the DELETE, so the other servers stop counting this server's
+ * clients now instead of after the TTL.  One call, bounded by
+ * SYNC_HTTP_TIMEOUT_MS like every other. */
+static int lease_revoke(struct agent *a) {
+    char id[32];
+    json_t *resp = NULL;
+
+    snprintf(id, sizeof id, "%lld", a->lease);
+    int err = etcd_call(a, "/v3/lease/revoke", json_pack("{s:s}", "ID", id), &resp);
     json_decref(resp);
     return err;
 }
@@ -589,11 +779,9 @@ static int watch_start(struct agent *a) {
     snprintf(url, sizeof url, "%s/v3/watch", a->endpoints[a->ep]);
     curl_easy_setopt(a->watch, CURLOPT_URL, url);
     curl_easy_setopt(a->watch, CURLOPT_POSTFIELDS, a->wbody.data);
-    curl_easy_setopt(a->watch, CURLOPT_HTTPHEADER, a->headers);
+    http_setup(a, a->watch);
     curl_easy_setopt(a->watch, CURLOPT_WRITEFUNCTION, watch_cb);
     curl_easy_setopt(a->watch, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(a->watch, CURLOPT_CONNECTTIMEOUT_MS, (long)SYNC_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(a->watch, CURLOPT_NOSIGNAL, 1L);
     /* TCP keepalive finds a peer host that vanished without a FIN. */
     curl_easy_setopt(a->watch, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(a->watch, CURLOPT_TCP_KEEPIDLE, 2L);
@@ -735,17 +923,42 @@ static void step_peers(struct agent *a) {
         return;
     if (!a->rows_live && a->written_base != 0)
         sync_log(LOG_NOTICE, "counting %d peer server(s) again", a->npeers);
+    a->written_npeers = a->npeers;
+    a->written_sum = 0;
+    for (int i = 0; i < a->npeers; i++)
+        a->written_sum += a->peers[i].count;
     a->written_base = base;
     a->view_dirty = false;
     a->rows_live = true;
 }
 
+/* STATUS= says what WHO counts right now (what the peer rows hold, not
+ * the agent's view), and how etcd is doing:
+ *   WHO counts local 3 + 6 from 2 peer(s); etcd URL in sync
+ *   WHO counts local 3 + 6 from 2 peer(s) for at most 2 s more; etcd URL: timed out
+ *   WHO counts local 3 only (no etcd quorum for 9 s); etcd URL: timed out */
 static void step_notify(struct agent *a) {
-    char status[160];
+    char status[512], who[128];
+    int64_t boot = now_ms(CLOCK_BOOTTIME);
+    int64_t left = a->written_base + (int64_t)a->staleness * 1000 - boot;
 
-    snprintf(status, sizeof status, "STATUS=local %lld, %d peer(s), etcd %s %s", a->local,
-             a->npeers, a->endpoints[a->ep],
-             a->etcd_err ? etcd_strerror(a->etcd_err) : (a->watch_synced ? "in sync" : "syncing"));
+    if (a->rows_live && a->etcd_err == 0)
+        snprintf(who, sizeof who, "WHO counts local %lld + %lld from %d peer(s)", a->local,
+                 a->written_sum, a->written_npeers);
+    else if (a->rows_live && left > 0)
+        snprintf(who, sizeof who, "WHO counts local %lld + %lld from %d peer(s) for at most %lld s more",
+                 a->local, a->written_sum, a->written_npeers, (long long)(left + 999) / 1000);
+    else if (a->last_ok == 0)
+        snprintf(who, sizeof who, "WHO counts local %lld only (no etcd quorum yet)", a->local);
+    else
+        snprintf(who, sizeof who, "WHO counts local %lld only (no etcd quorum for %lld s)",
+                 a->local, (long long)(boot - a->last_ok) / 1000);
+    if (a->etcd_err)
+        snprintf(status, sizeof status, "STATUS=%s; etcd %s: %s", who, a->endpoints[a->ep],
+                 etcd_strerror(a, a->etcd_err));
+    else
+        snprintf(status, sizeof status, "STATUS=%s; etcd %s %s", who, a->endpoints[a->ep],
+                 a->watch_synced ? "in sync" : "syncing");
     /* the watchdog is fed only while the registry works */
     if (a->reg_err == 0)
         sd_notify(0, "WATCHDOG=1");
@@ -779,10 +992,125 @@ static int parse_endpoints(struct agent *a, const char *s) {
     return a->nendpoints > 0 ? 0 : -ENOENT;
 }
 
+/* The TLS and authentication files are checked at start, so that a typo
+ * stops the agent with one line naming the setting instead of failing
+ * every etcd call later.  Each returns 0 or prints why and returns -1. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return -1; /* an encrypted key cannot be used unattended */
+}
+
+static FILE *setting_open(const char *what, const char *var, const char *path) {
+    FILE *f = fopen(path, "re");
+
+    if (!f)
+        fprintf(stderr, "whoconn-sync: %s (%s) \"%s\": %s\n", what, var, path, strerror(errno));
+    return f;
+}
+
+static int check_pem_cert(const char *what, const char *var, const char *path, X509 **ret) {
+    FILE *f = setting_open(what, var, path);
+
+    if (!f)
+        return -1;
+    X509 *x = PEM_read_X509(f, NULL, no_passphrase, NULL);
+    fclose(f);
+    if (!x) {
+        fprintf(stderr, "whoconn-sync: %s (%s) \"%s\": not a PEM certificate\n", what, var, path);
+        return -1;
+    }
+    if (ret)
+        *ret = x;
+    else
+        X509_free(x);
+    return 0;
+}
+
+static int check_tls(const struct agent *a) {
+    X509 *cert = NULL;
+    int err = 0;
+
+    if ((a->cert_file != NULL) != (a->key_file != NULL)) {
+        fprintf(stderr, "whoconn-sync: a client certificate (WHOCONN_ETCD_CERT_FILE) needs its "
+                        "key (WHOCONN_ETCD_KEY_FILE), and a key its certificate\n");
+        return -1;
+    }
+    if (a->ca_file || a->cert_file)
+        for (int i = 0; i < a->nendpoints; i++)
+            if (strncmp(a->endpoints[i], "https://", 8) != 0) {
+                fprintf(stderr,
+                        "whoconn-sync: the TLS settings (WHOCONN_ETCD_CA_FILE, "
+                        "WHOCONN_ETCD_CERT_FILE) need https:// endpoints, and \"%s\" is not one\n",
+                        a->endpoints[i]);
+                return -1;
+            }
+    if (a->ca_file && check_pem_cert("CA file", "WHOCONN_ETCD_CA_FILE", a->ca_file, NULL) < 0)
+        return -1;
+    if (!a->cert_file)
+        return 0;
+    if (check_pem_cert("client certificate", "WHOCONN_ETCD_CERT_FILE", a->cert_file, &cert) < 0)
+        return -1;
+    FILE *f = setting_open("client key", "WHOCONN_ETCD_KEY_FILE", a->key_file);
+    EVP_PKEY *key = f ? PEM_read_PrivateKey(f, NULL, no_passphrase, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (f && !key) {
+        fprintf(stderr,
+                "whoconn-sync: client key (WHOCONN_ETCD_KEY_FILE) \"%s\": not an unencrypted PEM "
+                "private key\n",
+                a->key_file);
+        err = -1;
+    } else if (!f)
+        err = -1;
+    else if (X509_check_private_key(cert, key) != 1) {
+        fprintf(stderr,
+                "whoconn-sync: client key (WHOCONN_ETCD_KEY_FILE) \"%s\" does not belong to the "
+                "client certificate (WHOCONN_ETCD_CERT_FILE) \"%s\"\n",
+                a->key_file, a->cert_file);
+        err = -1;
+    }
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    return err;
+}
+
+/* The password is the file's first line (a trailing newline is not part
+ * of it); kept out of the environment, which /proc shows to the user. */
+static int read_password(struct agent *a, const char *user, const char *path) {
+    if ((user != NULL) != (path != NULL)) {
+        fprintf(stderr, "whoconn-sync: an etcd user (WHOCONN_ETCD_USER) needs its password file "
+                        "(WHOCONN_ETCD_PASSWORD_FILE), and a password file its user\n");
+        return -1;
+    }
+    if (!user)
+        return 0;
+    FILE *f = setting_open("password file", "WHOCONN_ETCD_PASSWORD_FILE", path);
+    if (!f)
+        return -1;
+    size_t n = fread(a->password, 1, sizeof a->password, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (!bad && n == sizeof a->password) {
+        fprintf(stderr, "whoconn-sync: password file (WHOCONN_ETCD_PASSWORD_FILE) \"%s\": longer "
+                        "than %d bytes\n", path, SYNC_PASSWORD_MAX - 1);
+        return -1;
+    }
+    a->password[bad ? 0 : n] = '\0';
+    a->password[strcspn(a->password, "\r\n")] = '\0';
+    if (bad || !a->password[0]) {
+        fprintf(stderr, "whoconn-sync: password file (WHOCONN_ETCD_PASSWORD_FILE) \"%s\": %s\n", path,
+                bad ? "cannot be read" : "empty");
+        return -1;
+    }
+    a->user = user;
+    return 0;
+}
+
 static void sync_usage(FILE *f) {
     fprintf(f,
             "usage: whoconn-sync [--endpoints URLS] [--lease-ttl SECONDS] [--staleness SECONDS]\n"
-            "                    [--db PATH] [--server-id UUID]\n"
+            "                    [--db PATH] [--server-id UUID] [--ca-file PEM]\n"
+            "                    [--cert-file PEM --key-file PEM] [--user NAME --password-file PATH]\n"
             "       whoconn-sync --help | --version\n"
             "\n"
             "Publishes this server's whoconn count to etcd and mirrors the other servers'.\n"
@@ -796,7 +1124,16 @@ static void sync_usage(FILE *f) {
             "  --staleness SECONDS  without etcd, peers' counts are kept this long\n"
             "                       (WHOCONN_STALENESS) default %d, range lease TTL-%d\n"
             "  --db PATH            registry file (WHOCONN_DB), as whoconn\n"
-            "  --server-id UUID     this server's id (WHOCONN_SERVER_ID), as whoconn's WHERE\n",
+            "  --server-id UUID     this server's id (WHOCONN_SERVER_ID), as whoconn's WHERE\n"
+            "  --ca-file PEM        CAs that sign etcd's certificate (WHOCONN_ETCD_CA_FILE)\n"
+            "                       default: the system's CAs; needs https:// endpoints\n"
+            "  --cert-file PEM      client certificate for etcd (WHOCONN_ETCD_CERT_FILE)\n"
+            "                       default: none; needs --key-file\n"
+            "  --key-file PEM       its unencrypted private key (WHOCONN_ETCD_KEY_FILE)\n"
+            "  --user NAME          etcd user to authenticate as (WHOCONN_ETCD_USER)\n"
+            "                       default: none (etcd auth off); needs --password-file\n"
+            "  --password-file PATH file whose first line is that user's password\n"
+            "                       (WHOCONN_ETCD_PASSWORD_FILE)\n",
             SYNC_TTL_DEFAULT, SYNC_TTL_MIN, SYNC_TTL_MAX, SYNC_STALENESS_DEFAULT,
             SYNC_STALENESS_MAX);
 }
@@ -808,6 +1145,11 @@ static int sync_config(struct agent *a, int argc, char **argv, char *dbbuf, size
         {"staleness", required_argument, NULL, 's'},
         {"db", required_argument, NULL, 'd'},
         {"server-id", required_argument, NULL, 'i'},
+        {"ca-file", required_argument, NULL, 'C'},
+        {"cert-file", required_argument, NULL, 'c'},
+        {"key-file", required_argument, NULL, 'k'},
+        {"user", required_argument, NULL, 'u'},
+        {"password-file", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0, 0, 0, 0},
@@ -815,6 +1157,10 @@ static int sync_config(struct agent *a, int argc, char **argv, char *dbbuf, size
     const char *eps = getenv("WHOCONN_ETCD_ENDPOINTS"), *ttl = getenv("WHOCONN_LEASE_TTL"),
                *stale = getenv("WHOCONN_STALENESS"), *db = getenv("WHOCONN_DB"),
                *sid = getenv("WHOCONN_SERVER_ID");
+    /* an empty setting is an unset one: `WHOCONN_ETCD_CA_FILE=` in the file */
+    const char *ca = getenv("WHOCONN_ETCD_CA_FILE"), *cert = getenv("WHOCONN_ETCD_CERT_FILE"),
+               *key = getenv("WHOCONN_ETCD_KEY_FILE"), *user = getenv("WHOCONN_ETCD_USER"),
+               *pwfile = getenv("WHOCONN_ETCD_PASSWORD_FILE");
     int c, err;
 
     opterr = 0;
@@ -825,6 +1171,11 @@ static int sync_config(struct agent *a, int argc, char **argv, char *dbbuf, size
         case 's': stale = optarg; break;
         case 'd': db = optarg; break;
         case 'i': sid = optarg; break;
+        case 'C': ca = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'k': key = optarg; break;
+        case 'u': user = optarg; break;
+        case 'p': pwfile = optarg; break;
         case 'h':
             sync_usage(stdout);
             return 1;
@@ -886,6 +1237,12 @@ static int sync_config(struct agent *a, int argc, char **argv, char *dbbuf, size
     if (!db)
         db = db_default(dbbuf, dbsize);
     a->db = db;
+    a->ca_file = ca && *ca ? ca : NULL;
+    a->cert_file = cert && *cert ? cert : NULL;
+    a->key_file = key && *key ? key : NULL;
+    if (check_tls(a) < 0 ||
+        read_password(a, user && *user ? user : NULL, pwfile && *pwfile ? pwfile : NULL) < 0)
+        return -EINVAL;
     snprintf(a->key, sizeof a->key, "%s%s", SYNC_PREFIX, a->id);
     return 0;
 }
@@ -913,25 +1270,23 @@ int main(int argc, char **argv) {
         return SYNC_EXIT_SOFTWARE;
     a.http = curl_easy_init();
     a.multi = curl_multi_init();
-    a.headers = curl_slist_append(NULL, "Content-Type: application/json");
-    /* fail at once on a member that knows it has no leader */
-    a.headers = curl_slist_append(a.headers, "Grpc-Metadata-hasleader: true");
-    if (!a.http || !a.multi || !a.headers) {
+    if (!a.http || !a.multi || headers_build(&a) < 0) {
         sync_log(LOG_ERR, "out of memory");
         return SYNC_EXIT_SOFTWARE;
     }
-    curl_easy_setopt(a.http, CURLOPT_HTTPHEADER, a.headers);
+    http_setup(&a, a.http);
+    curl_easy_setopt(a.http, CURLOPT_ERRORBUFFER, a.curl_err);
     curl_easy_setopt(a.http, CURLOPT_WRITEFUNCTION, body_cb);
     curl_easy_setopt(a.http, CURLOPT_TIMEOUT_MS, (long)SYNC_HTTP_TIMEOUT_MS);
-    curl_easy_setopt(a.http, CURLOPT_CONNECTTIMEOUT_MS, (long)SYNC_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(a.http, CURLOPT_NOSIGNAL, 1L);
 
     reg_setup(&a.reg, a.db, 0); /* pid 0: the agent holds no connection row */
     a.reg.busy_timeout_ms = SYNC_BUSY_TIMEOUT_MS;
     a.local = a.published = -1;
     sync_log(LOG_INFO,
-             "server %s, registry %s, etcd %s%s, lease TTL %u s, staleness bound %u s", a.id,
-             a.db, a.endpoints[0], a.nendpoints > 1 ? " and others" : "", a.ttl, a.staleness);
+             "server %s, registry %s, etcd %s%s, lease TTL %u s, staleness bound %u s%s%s%s%s", a.id,
+             a.db, a.endpoints[0], a.nendpoints > 1 ? " and others" : "", a.ttl, a.staleness,
+             a.cert_file ? ", client certificate " : "", a.cert_file ? a.cert_file : "",
+             a.user ? ", etcd user " : "", a.user ? a.user : "");
     /* Ready once the registry is usable: etcd may well be down at boot,
      * and this server must serve anyway. */
     step_registry(&a, now_ms(CLOCK_MONOTONIC));
@@ -941,9 +1296,15 @@ int main(int argc, char **argv) {
         int64_t now = now_ms(CLOCK_MONOTONIC);
         int running;
 
+        /* a stop request is seen between etcd calls, so that stopping takes
+         * at most the call in progress plus the revoke */
         step_registry(&a, now);
         step_lease(&a, now);
+        if (sync_signal)
+            break;
         step_publish(&a, now);
+        if (sync_signal)
+            break;
         step_watch(&a, now);
         curl_multi_perform(a.multi, &running);
         step_watch_done(&a, now_ms(CLOCK_MONOTONIC));
@@ -961,9 +1322,17 @@ int main(int argc, char **argv) {
     }
 
     sd_notify(0, "STOPPING=1");
-    sync_log(LOG_INFO, "stopping on signal %d; peers drop this server after the lease TTL",
-             (int)sync_signal);
     watch_stop(&a);
+    /* A planned stop is exact for the others: the key goes with the lease. */
+    r = a.lease ? lease_revoke(&a) : -ENOLINK;
+    if (r == 0)
+        sync_log(LOG_INFO, "stopping on signal %d; lease revoked, the other servers no longer "
+                           "count this server's clients",
+                 (int)sync_signal);
+    else
+        sync_log(LOG_WARNING, "stopping on signal %d; lease not revoked (%s): the other servers "
+                              "drop this server's clients after the lease TTL (%u s)",
+                 (int)sync_signal, r == -ENOLINK ? "none granted" : etcd_strerror(&a, r), a.ttl);
     buf_free(&a.wbody);
     buf_free(&a.wline);
     reg_free(&a.reg);

@@ -100,9 +100,17 @@ static void peer_get(struct peer *p) {
         snprintf(p->name, sizeof p->name, "%s:%u", p->addr, p->port);
     } else if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, p->addr, sizeof p->addr);
         p->port = ntohs(in6->sin6_port);
-        snprintf(p->name, sizeof p->name, "[%s]:%u", p->addr, p->port);
+        /* An IPv4 client of a dual-stack socket (ListenStream=4242) arrives
+         * as ::ffff:a.b.c.d: log it as a.b.c.d, as systemd names its unit,
+         * so that one query finds a caller whatever socket it came in on. */
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], p->addr, sizeof p->addr);
+            snprintf(p->name, sizeof p->name, "%s:%u", p->addr, p->port);
+        } else {
+            inet_ntop(AF_INET6, &in6->sin6_addr, p->addr, sizeof p->addr);
+            snprintf(p->name, sizeof p->name, "[%s]:%u", p->addr, p->port);
+        }
     } else {
         snprintf(p->addr, sizeof p->addr, "unix");
         snprintf(p->name, sizeof p->name, "unix");

@@ -14,7 +14,8 @@ DEPS_CLUSTER_BUILD = libcurl4-openssl-dev libjansson-dev libssl-dev
 # etcd-server also ships a default etcd.service that starts on install
 # where systemd runs; the tests never use it (their members live in
 # network namespaces of their own).
-DEPS_CLUSTER_CHECK = etcd-server etcd-client iproute2 python3 systemd
+# openssl makes the TLS run's certificates.
+DEPS_CLUSTER_CHECK = etcd-server etcd-client iproute2 python3 systemd openssl
 
 all: whoconn-sync
 # make check runs `bats tests/` before CHECK_TARGETS, and tests/cluster.bats
@@ -37,19 +38,24 @@ deps-cluster-check:
 check-cluster: whoconn whoconn-sync deps-cluster-check
 	bats --print-output-on-failure tests/cluster.bats
 
+# The unit's Documentation= points at the installed docs/cluster.md.
+DOCDIR ?= $(PREFIX)/share/doc/whoconn
+SYNC_SUBST = $(SUBST) -e 's|@DOCDIR@|$(DOCDIR)|g'
+
 install: install-cluster
 install-cluster: whoconn-sync
 	install -D -m 0755 whoconn-sync $(DESTDIR)$(BINDIR)/whoconn-sync
 	install -d $(DESTDIR)$(UNITDIR)
-	$(SUBST) units/whoconn-sync.service.in > $(DESTDIR)$(UNITDIR)/whoconn-sync.service
+	$(SYNC_SUBST) units/whoconn-sync.service.in > $(DESTDIR)$(UNITDIR)/whoconn-sync.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/whoconn-sync.service
-	install -D -m 0644 units/cluster.conf.example $(DESTDIR)$(PREFIX)/share/doc/whoconn/cluster.conf.example
+	install -D -m 0644 units/cluster.conf.example $(DESTDIR)$(DOCDIR)/cluster.conf.example
+	install -D -m 0644 docs/cluster.md $(DESTDIR)$(DOCDIR)/cluster.md
 	install -D -m 0644 man/whoconn-sync.8 $(DESTDIR)$(MANDIR)/man8/whoconn-sync.8
 
 uninstall: uninstall-cluster
 uninstall-cluster:
 	rm -f $(DESTDIR)$(BINDIR)/whoconn-sync $(DESTDIR)$(UNITDIR)/whoconn-sync.service \
-	      $(DESTDIR)$(PREFIX)/share/doc/whoconn/cluster.conf.example \
+	      $(DESTDIR)$(DOCDIR)/cluster.conf.example $(DESTDIR)$(DOCDIR)/cluster.md \
 	      $(DESTDIR)$(MANDIR)/man8/whoconn-sync.8
 
 clean: clean-cluster

@@ -69,16 +69,104 @@ net_down() {
 
 dir() { echo "$BATS_TEST_TMPDIR/s$1"; }
 
+# ---- TLS and authentication (CL_TLS=1, CL_AUTH=1) --------------------------
+#
+# With CL_TLS=1 the members speak TLS to clients and to each other and ask
+# every client for a certificate (--client-cert-auth), and the agents use
+# https:// endpoints with a client certificate.  With CL_AUTH=1 too, etcd's
+# authentication is on and each agent logs in as its own user, whose role
+# may write only its own key (docs/cluster.md, "Securing etcd").
+CL_TLS=""
+CL_AUTH=""
+pki() { echo "$BATS_TEST_TMPDIR/pki"; }
+scheme() { if [ -n "$CL_TLS" ]; then echo https; else echo http; fi; }
+
+# make_pki - a CA, a certificate per member (server and peer), one client
+# certificate per agent, and a second CA that signed none of them.
+make_pki() {
+	local d n
+	d=$(pki)
+	mkdir -p "$d"
+	ossl() { openssl "$@" 2>>"$d/openssl.log"; }
+	for ca in ca wrong-ca; do
+		ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+			-subj "/CN=whoconn test $ca" -keyout "$d/$ca.key" -out "$d/$ca.pem"
+	done
+	for n in 1 2 3; do
+		ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=etcd-s$n" \
+			-keyout "$d/s$n.key" -out "$d/s$n.csr"
+		printf 'subjectAltName=IP:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' \
+			"$(addr "$n")" >"$d/s$n.ext"
+		ossl x509 -req -in "$d/s$n.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+			-days 2 -extfile "$d/s$n.ext" -out "$d/s$n.pem"
+		# no CN in an agent's: with authentication on, etcd refuses a
+		# gateway request whose client certificate has one (the gateway
+		# has no CN-based authentication), so agents log in by password
+		ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/O=whoconn-s$n" \
+			-keyout "$d/agent$n.key" -out "$d/agent$n.csr"
+		printf 'extendedKeyUsage=clientAuth\n' >"$d/agent$n.ext"
+		ossl x509 -req -in "$d/agent$n.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+			-days 2 -extfile "$d/agent$n.ext" -out "$d/agent$n.pem"
+	done
+	# what the test itself uses as etcdctl (root when authentication is on)
+	cp "$d/agent1.pem" "$d/admin.pem"
+	cp "$d/agent1.key" "$d/admin.key"
+}
+
+# ectl N ARGS... - etcdctl in host N against its own member, or ECTL_EPS
+# (TLS and root login as the cluster runs).
+ectl() {
+	local n="$1" d
+	shift
+	d=$(pki)
+	if [ -n "$CL_TLS" ]; then
+		set -- --cacert "$d/ca.pem" --cert "$d/admin.pem" --key "$d/admin.key" "$@"
+	fi
+	if [ -n "$CL_AUTH" ] && [ -e "$d/auth-on" ]; then
+		set -- --user root:root-pw "$@"
+	fi
+	in_ns "$n" etcdctl --endpoints "${ECTL_EPS:-$(scheme)://127.0.0.1:2379}" "$@"
+}
+
+# auth_setup - root, and one user and role per server: read the whole
+# prefix, write only its own key.  Then authentication on.
+auth_setup() {
+	local n k
+	ectl 1 user add root:root-pw >/dev/null
+	ectl 1 role add root >/dev/null
+	ectl 1 user grant-role root root >/dev/null
+	for n in 1 2 3; do
+		k="/whoconn/v1/count/${CL_IDS[$n]}"
+		ectl 1 role add "whoconn-s$n" >/dev/null
+		ectl 1 role grant-permission "whoconn-s$n" --prefix=true read /whoconn/v1/count/ >/dev/null
+		ectl 1 role grant-permission "whoconn-s$n" readwrite "$k" >/dev/null
+		ectl 1 user add "whoconn-s$n:pw-s$n" >/dev/null
+		ectl 1 user grant-role "whoconn-s$n" "whoconn-s$n" >/dev/null
+		printf 'pw-s%s\n' "$n" >"$(pki)/password$n"
+	done
+	ectl 1 auth enable >/dev/null
+	touch "$(pki)/auth-on"
+}
+
 etcd_start() {
-	local n="$1" cluster="s1=http://$(addr 1):2380,s2=http://$(addr 2):2380,s3=http://$(addr 3):2380"
+	local n="$1" s d tls=()
+	s=$(scheme)
+	d=$(pki)
+	local cluster="s1=$s://$(addr 1):2380,s2=$s://$(addr 2):2380,s3=$s://$(addr 3):2380"
 	mkdir -p "$(dir "$n")"
+	if [ -n "$CL_TLS" ]; then
+		tls=(--cert-file "$d/s$n.pem" --key-file "$d/s$n.key"
+			--client-cert-auth --trusted-ca-file "$d/ca.pem"
+			--peer-cert-file "$d/s$n.pem" --peer-key-file "$d/s$n.key"
+			--peer-client-cert-auth --peer-trusted-ca-file "$d/ca.pem")
+	fi
 	# pre-vote: a member rejoining after a partition does not disrupt the
 	# cluster's leader; compaction bounds the history a watch can ask for.
-	ip netns exec "$(ns "$n")" etcd --name "s$n" --data-dir "$(dir "$n")/etcd" \
-		--listen-client-urls "http://$(addr "$n"):2379,http://127.0.0.1:2379" \
-		--advertise-client-urls "http://$(addr "$n"):2379" \
-		--listen-peer-urls "http://$(addr "$n"):2380" \
-		--initial-advertise-peer-urls "http://$(addr "$n"):2380" \
+	ip netns exec "$(ns "$n")" etcd --name "s$n" --data-dir "$(dir "$n")/etcd" "${tls[@]}" \
+		--listen-client-urls "$s://$(addr "$n"):2379,$s://127.0.0.1:2379" \
+		--advertise-client-urls "$s://$(addr "$n"):2379" \
+		--listen-peer-urls "$s://$(addr "$n"):2380" \
+		--initial-advertise-peer-urls "$s://$(addr "$n"):2380" \
 		--initial-cluster "$cluster" --initial-cluster-state new \
 		--initial-cluster-token "wcc$$" \
 		--pre-vote=true --auto-compaction-mode=revision --auto-compaction-retention=1000 \
@@ -92,15 +180,31 @@ etcd_kill() {
 	wait "$(cat "$(dir "$1")/etcd.pid")" 2>/dev/null || true
 }
 
+# sync_start N [NAME=VALUE...] - the agent of host N; the settings given
+# override the suite's (e.g. WHOCONN_ETCD_CA_FILE=... for a wrong one).
 sync_start() {
-	local n="$1" eps="http://127.0.0.1:2379" m
-	for m in 1 2 3; do [ "$m" = "$n" ] || eps="$eps,http://$(addr "$m"):2379"; done
-	ip netns exec "$(ns "$n")" env WHOCONN_ETCD_ENDPOINTS="$eps" WHOCONN_LEASE_TTL=$CL_TTL \
+	local n="$1" s d m eps tls=()
+	shift
+	s=$(scheme)
+	d=$(pki)
+	eps="$s://127.0.0.1:2379"
+	for m in 1 2 3; do [ "$m" = "$n" ] || eps="$eps,$s://$(addr "$m"):2379"; done
+	if [ -n "$CL_TLS" ]; then
+		tls=(WHOCONN_ETCD_CA_FILE="$d/ca.pem" WHOCONN_ETCD_CERT_FILE="$d/agent$n.pem"
+			WHOCONN_ETCD_KEY_FILE="$d/agent$n.key")
+	fi
+	if [ -n "$CL_AUTH" ]; then
+		tls+=(WHOCONN_ETCD_USER="whoconn-s$n" WHOCONN_ETCD_PASSWORD_FILE="$d/password$n")
+	fi
+	ip netns exec "$(ns "$n")" env "${tls[@]}" WHOCONN_ETCD_ENDPOINTS="$eps" WHOCONN_LEASE_TTL=$CL_TTL \
 		WHOCONN_STALENESS=$CL_STALENESS WHOCONN_SERVER_ID="${CL_IDS[$n]}" \
-		WHOCONN_DB="$(dir "$n")/registry.db" \
+		WHOCONN_DB="$(dir "$n")/registry.db" "$@" \
 		"$WHOCONN_SYNC" >>"$(dir "$n")/sync.log" 2>&1 &
 	echo $! >"$(dir "$n")/sync.pid"
 }
+
+# sync_log N - what host N's agent logged, without the "whoconn-sync[PID]: ".
+sync_log() { sed 's/^whoconn-sync\[[0-9]*\]: //' "$(dir "$1")/sync.log"; }
 
 wc_start() {
 	local n="$1"
@@ -134,12 +238,17 @@ server_kill() {
 partition() { ip -n "$(ns sw)" link set "v$1" nomaster; }
 heal() { ip -n "$(ns sw)" link set "v$1" master br0; }
 
-keys() { in_ns "$1" etcdctl --endpoints http://127.0.0.1:2379 get --prefix /whoconn/ --keys-only 2>/dev/null | grep -c . || true; }
+keys() { ectl "$1" get --prefix /whoconn/ --keys-only 2>/dev/null | grep -c . || true; }
 
 # cluster_up - three servers, each publishing its count (5 s max).
 cluster_up() {
 	net_up
+	[ -z "$CL_TLS" ] || make_pki
 	for n in 1 2 3; do mkdir -p "$(dir "$n")"; etcd_start "$n"; done
+	if [ -n "$CL_AUTH" ]; then
+		for _ in $(seq 100); do ectl 1 endpoint health >/dev/null 2>&1 && break; sleep 0.05; done
+		auth_setup
+	fi
 	for n in 1 2 3; do sync_start "$n"; wc_start "$n"; done
 	for _ in $(seq 100); do
 		[ "$(keys 1)" = 3 ] && return 0
@@ -152,7 +261,7 @@ cluster_up() {
 
 # leader - the host (1-3) whose etcd member leads, as seen by host $1.
 leader() {
-	in_ns "${1:-1}" etcdctl --endpoints "http://$(addr 1):2379,http://$(addr 2):2379,http://$(addr 3):2379" \
+	ECTL_EPS="$(scheme)://$(addr 1):2379,$(scheme)://$(addr 2):2379,$(scheme)://$(addr 3):2379" ectl "${1:-1}" \
 		endpoint status -w json 2>/dev/null | python3 -c '
 import json, sys
 for s in json.load(sys.stdin):

@@ -21,7 +21,7 @@ teardown() {
 				sqlite3 "$(dir "$n")/registry.db" 'SELECT * FROM peer; SELECT count(*) FROM conn' 2>&1
 				cut -d' ' -f1 /proc/uptime
 				echo "--- etcd as seen from host $n"
-				in_ns "$n" etcdctl --endpoints http://127.0.0.1:2379 --command-timeout=1s \
+				ectl "$n" --command-timeout=1s \
 					get --prefix /whoconn/ 2>&1 | tail -6
 			done >&3 2>/dev/null || true
 		fi
@@ -89,6 +89,53 @@ check_reply() {
 @test "whoconn-sync refuses a server id that is not a UUID" {
 	run -64 env WHOCONN_SERVER_ID=server-1 "$WHOCONN_SYNC" --endpoints http://127.0.0.1:2379
 	[ "${lines[0]}" = 'whoconn-sync: server id "server-1" is not a UUID' ]
+}
+
+@test "whoconn-sync refuses a CA file it cannot read, naming the setting" {
+	run -64 env WHOCONN_ETCD_CA_FILE=/nonexistent/ca.pem "$WHOCONN_SYNC" --endpoints https://127.0.0.1:2379
+	[ "${lines[0]}" = 'whoconn-sync: CA file (WHOCONN_ETCD_CA_FILE) "/nonexistent/ca.pem": No such file or directory' ]
+	[ "${#lines[@]}" -eq 1 ]
+}
+
+@test "whoconn-sync refuses a CA file that is not a PEM certificate" {
+	echo "not a certificate" >"$BATS_TEST_TMPDIR/ca.pem"
+	run -64 "$WHOCONN_SYNC" --endpoints https://127.0.0.1:2379 --ca-file "$BATS_TEST_TMPDIR/ca.pem"
+	[ "${lines[0]}" = "whoconn-sync: CA file (WHOCONN_ETCD_CA_FILE) \"$BATS_TEST_TMPDIR/ca.pem\": not a PEM certificate" ]
+}
+
+@test "whoconn-sync refuses TLS settings with an http endpoint" {
+	run -64 env WHOCONN_ETCD_CA_FILE=/etc/ssl/certs/ca-certificates.crt "$WHOCONN_SYNC" \
+		--endpoints https://127.0.0.1:2379,http://10.0.0.2:2379
+	[ "${lines[0]}" = 'whoconn-sync: the TLS settings (WHOCONN_ETCD_CA_FILE, WHOCONN_ETCD_CERT_FILE) need https:// endpoints, and "http://10.0.0.2:2379" is not one' ]
+}
+
+@test "whoconn-sync refuses a client certificate without its key" {
+	run -64 env WHOCONN_ETCD_CERT_FILE=/etc/ssl/certs/ca-certificates.crt "$WHOCONN_SYNC" \
+		--endpoints https://127.0.0.1:2379
+	[ "${lines[0]}" = 'whoconn-sync: a client certificate (WHOCONN_ETCD_CERT_FILE) needs its key (WHOCONN_ETCD_KEY_FILE), and a key its certificate' ]
+}
+
+@test "whoconn-sync refuses a client key that does not belong to the certificate" {
+	command -v openssl >/dev/null || skip "needs openssl"
+	local d=$BATS_TEST_TMPDIR
+	for k in a b; do
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+			-subj "/O=$k" -keyout "$d/$k.key" -out "$d/$k.pem" 2>/dev/null
+	done
+	run -64 "$WHOCONN_SYNC" --endpoints https://127.0.0.1:2379 --cert-file "$d/a.pem" --key-file "$d/b.key"
+	[ "${lines[0]}" = "whoconn-sync: client key (WHOCONN_ETCD_KEY_FILE) \"$d/b.key\" does not belong to the client certificate (WHOCONN_ETCD_CERT_FILE) \"$d/a.pem\"" ]
+	run -64 "$WHOCONN_SYNC" --endpoints https://127.0.0.1:2379 --cert-file "$d/a.pem" --key-file "$d/a.pem"
+	[ "${lines[0]}" = "whoconn-sync: client key (WHOCONN_ETCD_KEY_FILE) \"$d/a.pem\": not an unencrypted PEM private key" ]
+}
+
+@test "whoconn-sync refuses an etcd user without a readable, non-empty password file" {
+	run -64 env WHOCONN_ETCD_USER=whoconn-s1 "$WHOCONN_SYNC" --endpoints http://127.0.0.1:2379
+	[ "${lines[0]}" = 'whoconn-sync: an etcd user (WHOCONN_ETCD_USER) needs its password file (WHOCONN_ETCD_PASSWORD_FILE), and a password file its user' ]
+	run -64 "$WHOCONN_SYNC" --endpoints http://127.0.0.1:2379 --user whoconn-s1 --password-file /nonexistent
+	[ "${lines[0]}" = 'whoconn-sync: password file (WHOCONN_ETCD_PASSWORD_FILE) "/nonexistent": No such file or directory' ]
+	: >"$BATS_TEST_TMPDIR/pw"
+	run -64 "$WHOCONN_SYNC" --endpoints http://127.0.0.1:2379 --user whoconn-s1 --password-file "$BATS_TEST_TMPDIR/pw"
+	[ "${lines[0]}" = "whoconn-sync: password file (WHOCONN_ETCD_PASSWORD_FILE) \"$BATS_TEST_TMPDIR/pw\": empty" ]
 }
 
 @test "whoconn-sync keeps the registry usable and reports ready while etcd is unreachable" {
@@ -295,4 +342,163 @@ kill_and_check() {
 	cl_hold 3 4
 	for n in 1 2 3; do timed_wait restore "$t0" "$n" 10 10.0 & pids+=($!); done
 	waits "${pids[@]}"
+}
+
+# ---- planned stops -----------------------------------------------------------
+
+@test "stopping an agent with SIGTERM revokes its lease: the other servers drop its clients within 1 s" {
+	up
+	local n pids=()
+	cl_hold 1 2
+	cl_hold 2 3
+	cl_hold 3 4
+	for n in 1 2 3; do run -0 wait_who "$n" 10 2.0; done
+	local t0=$EPOCHREALTIME
+	kill -TERM "$(cat "$(dir 2)/sync.pid")"
+	for n in 1 3; do
+		timed_wait planned-stop "$t0" "$n" 7 1.0 >"$BATS_TEST_TMPDIR/stop.$n" &
+		pids+=($!)
+	done
+	waits "${pids[@]}" || { cat "$BATS_TEST_TMPDIR"/stop.*; false; }
+	for n in 1 3; do
+		run cat "$BATS_TEST_TMPDIR/stop.$n"
+		[[ "${lines[0]}" =~ ^7\ after\ 0\.[0-9]+s$ ]]
+	done
+	waits "$(cat "$(dir 2)/sync.pid")"
+	run -0 sync_log 2
+	[ "${lines[-1]}" = "stopping on signal 15; lease revoked, the other servers no longer count this server's clients" ]
+	[ "$(keys 1)" = 2 ]
+}
+
+@test "an agent stopped while cut off from etcd exits within the etcd call timeout and says its lease was not revoked" {
+	up
+	partition 2
+	# past the member's election timeout: it knows it has lost its leader
+	run -0 wait_who 2 1 $((CL_STALENESS + 1))
+	local pid t0 took
+	pid=$(cat "$(dir 2)/sync.pid")
+	t0=$EPOCHREALTIME
+	kill -TERM "$pid"
+	local rc=0
+	wait "$pid" || rc=$?
+	took=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+	echo "stopped after $took s, status $rc"
+	[ "$rc" = 0 ]
+	# the call in progress (1 s at most) and the revoke (1 s at most)
+	[ "$(awk -v t="$took" 'BEGIN { print (t <= 2.5) ? "bounded" : "too slow" }')" = bounded ]
+	run -0 sync_log 2
+	[[ "${lines[-1]}" == "stopping on signal 15; lease not revoked ("*"): the other servers drop this server's clients after the lease TTL (2 s)" ]]
+}
+
+# ---- TLS, client certificates, etcd users --------------------------------------
+
+@test "with TLS, client certificates and one etcd user per server, every WHO equals the total within 1 s" {
+	CL_TLS=1 CL_AUTH=1
+	up
+	local t0 pids=() n
+	cl_hold 1 2
+	cl_hold 2 3
+	t0=$EPOCHREALTIME
+	cl_hold 3 4
+	# 9 held clients, plus the asker itself; from the last clients' connect
+	for n in 1 2 3; do
+		timed_wait tls-convergence "$t0" "$n" 10 1.0 >"$BATS_TEST_TMPDIR/conv.$n" &
+		pids+=($!)
+	done
+	waits "${pids[@]}" || { cat "$BATS_TEST_TMPDIR"/conv.*; false; }
+	# the agents connected with their certificates and logged in: no failure logged
+	for n in 1 2 3; do
+		run -0 sync_log "$n"
+		[ "${#lines[@]}" -eq 1 ]
+		[ "${lines[0]}" = "server ${CL_IDS[$n]}, registry $(dir "$n")/registry.db, etcd https://127.0.0.1:2379 and others, lease TTL 2 s, staleness bound 3 s, client certificate $(pki)/agent$n.pem, etcd user whoconn-s$n" ]
+	done
+	# a planned stop revokes the lease under the agent's own role too
+	kill -TERM "$(cat "$(dir 3)/sync.pid")"
+	run -0 wait_who 1 6 1.0
+	run -0 sync_log 3
+	[ "${lines[-1]}" = "stopping on signal 15; lease revoked, the other servers no longer count this server's clients" ]
+}
+
+@test "with etcd users, a server may read every count but write only its own key" {
+	CL_TLS=1 CL_AUTH=1
+	up
+	local d k2
+	d=$(pki)
+	k2="/whoconn/v1/count/${CL_IDS[2]}"
+	as_s1() { in_ns 1 etcdctl --endpoints https://127.0.0.1:2379 --cacert "$d/ca.pem" \
+		--cert "$d/agent1.pem" --key "$d/agent1.key" --user whoconn-s1:pw-s1 "$@"; }
+	run -0 as_s1 get --prefix /whoconn/v1/count/ --keys-only
+	[ "$(grep -c . <<<"$output")" = 3 ]
+	run -1 --separate-stderr as_s1 put "$k2" 1000
+	[ "${stderr_lines[-1]}" = "Error: etcdserver: permission denied" ]
+	run -1 --separate-stderr as_s1 del "$k2"
+	[ "${stderr_lines[-1]}" = "Error: etcdserver: permission denied" ]
+	run -1 --separate-stderr as_s1 put /whoconn/v1/count/aaaaaaaa-0009-4000-8000-000000000009 1000
+	[ "${stderr_lines[-1]}" = "Error: etcdserver: permission denied" ]
+	# nor revoke another server's lease (a revoke needs write permission
+	# on the keys attached to it); keeping it alive is not checked by etcd
+	local lease2
+	lease2=$(as_s1 get "$k2" -w json | python3 -c 'import json, sys; print("%x" % json.load(sys.stdin)["kvs"][0]["lease"])')
+	run -1 --separate-stderr as_s1 lease revoke "$lease2"
+	[ "${stderr_lines[-1]}" = "Error: failed to revoke lease (etcdserver: permission denied)" ]
+	run -0 as_s1 lease keep-alive --once "$lease2"
+	[ "$output" = "lease $lease2 keepalived with TTL(2)" ]
+	# its own key, yes
+	run -0 as_s1 put "/whoconn/v1/count/${CL_IDS[1]}" 0
+	[ "$output" = OK ]
+	# an agent with a wrong password says so, and its server answers from local data
+	kill -TERM "$(cat "$(dir 3)/sync.pid")"
+	waits "$(cat "$(dir 3)/sync.pid")"
+	echo wrong >"$d/wrong-password"
+	: >"$(dir 3)/sync.log"
+	sync_start 3 WHOCONN_ETCD_PASSWORD_FILE="$d/wrong-password"
+	for _ in $(seq 100); do [ "$(sync_log 3 | wc -l)" -ge 2 ] && break; sleep 0.05; done
+	run -0 sync_log 3
+	printf '%s\n' "${lines[@]}"
+	[ "${lines[1]}" = "etcd lease grant at https://127.0.0.1:2379: refused the request (HTTP 400: etcdserver: authentication failed, invalid user ID or password); this server keeps counting its peers for at most 3 s after the last confirmation" ]
+	run -0 wait_who 3 1 $((CL_STALENESS + 1))
+}
+
+@test "with TLS, agents with a wrong CA or no client certificate cannot publish, say why, and their servers answer from local data" {
+	cluster_skip_unless_able
+	CLUSTER=1 CL_TLS=1
+	local d n
+	net_up
+	make_pki
+	d=$(pki)
+	for n in 1 2 3; do mkdir -p "$(dir "$n")"; etcd_start "$n"; done
+	# etcd ready first, so that the agents' first failure is the certificate
+	for _ in $(seq 100); do ectl 1 endpoint health >/dev/null 2>&1 && break; sleep 0.05; done
+	sync_start 1
+	sync_start 2 WHOCONN_ETCD_CA_FILE="$d/wrong-ca.pem"
+	sync_start 3 WHOCONN_ETCD_CERT_FILE= WHOCONN_ETCD_KEY_FILE=
+	for n in 1 2 3; do wc_start "$n"; done
+	cl_hold 1 2
+	cl_hold 2 3
+	cl_hold 3 4
+	# host 1 publishes and sees nobody else; hosts 2 and 3 count their own
+	run -0 wait_who 1 3 5.0
+	run -0 wait_who 2 4 1.0
+	run -0 wait_who 3 5 1.0
+	[ "$(keys 1)" = 1 ]
+	for n in 2 3; do
+		run -0 ask "$n"
+		run -0 check_reply "$n" "$output"
+	done
+	# one line each, saying why; the rest is libcurl's and OpenSSL's words
+	run -0 sync_log 2
+	printf '%s\n' "${lines[@]}"
+	[ "${#lines[@]}" -eq 2 ]
+	[ "${lines[1]}" = "etcd lease grant at https://127.0.0.1:2379: TLS failed: SSL certificate problem: unable to get local issuer certificate; this server keeps counting its peers for at most 3 s after the last confirmation" ]
+	# A member refuses a missing certificate after the handshake or during
+	# it (then the socket is just closed, worded otherwise by libcurl): one
+	# line, for one of the members, says it; no line is a success.
+	run -0 sync_log 3
+	printf '%s\n' "${lines[@]}"
+	local said=0
+	for l in "${lines[@]:1}"; do
+		[[ "$l" == "etcd "*" at https://"*": "*"; this server keeps counting its peers for at most 3 s after the last confirmation" ]]
+		[[ "$l" == "etcd "*" at https://"*": TLS failed: OpenSSL SSL_read: "*"alert bad certificate"*"; this server"* ]] && said=$((said + 1))
+	done
+	[ "$said" = 1 ]
 }

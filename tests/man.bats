@@ -57,3 +57,34 @@ section() {
 		grep -qE "^$n( |$)" <<<"$st" || { echo "missing: $n"; return 1; }
 	done
 }
+
+# sync_section NAME - one section of whoconn-sync(8), indentation removed.
+sync_section() {
+	mandoc -T ascii "$TOP/man/whoconn-sync.8" | col -bx |
+		awk -v s="$1" '/^[A-Z]/ { on = ($0 == s); next } on' | sed 's/^ *//'
+}
+
+@test "whoconn-sync(8) passes mandoc -T lint without a warning" {
+	run -0 mandoc -T lint -W warning "$TOP/man/whoconn-sync.8"
+	[ "$output" = "" ]
+}
+
+@test "every option of whoconn-sync --help is in whoconn-sync(8) OPTIONS, with its environment variable" {
+	[ -x "$TOP/whoconn-sync" ] || skip "whoconn-sync not built (make whoconn-sync)"
+	run -0 sync_section OPTIONS
+	opts=$output
+	for opt in $("$TOP/whoconn-sync" --help | grep -oE '^  --[a-z-]+'); do
+		grep -qE "^$opt( |$)" <<<"$opts" || { echo "missing: $opt"; return 1; }
+	done
+	for var in $(grep -oE 'getenv\("WHOCONN_[A-Z_]+"\)' "$TOP/whoconn-sync.c" | sort -u | sed 's/getenv("\(.*\)")/\1/'); do
+		grep -qF "($var)" <<<"$opts" || { echo "missing: $var"; return 1; }
+	done
+}
+
+@test "every whoconn-sync setting is in the example cluster.conf and in docs/cluster.md" {
+	for var in $(grep -oE 'getenv\("WHOCONN_[A-Z_]+"\)' "$TOP/whoconn-sync.c" | sort -u | sed 's/getenv("\(.*\)")/\1/'); do
+		[ "$var" = WHOCONN_DB ] && continue # whoconn's own setting, documented there
+		grep -qE "^#?$var=" "$TOP/units/cluster.conf.example" || { echo "not in cluster.conf.example: $var"; return 1; }
+		grep -qF "| \`$var\` |" "$TOP/docs/cluster.md" || { echo "not in docs/cluster.md: $var"; return 1; }
+	done
+}

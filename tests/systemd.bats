@@ -95,6 +95,11 @@ teardown() {
 	if inside test -s /etc/systemd/system/whoconn.socket.d/max.conf; then
 		socket_dropin max ''
 	fi
+	if inside test -e /etc/systemd/system/whoconn.socket.d/zz-dualstack.conf; then
+		inside_sh 'rm /etc/systemd/system/whoconn.socket.d/zz-dualstack.conf
+			systemctl daemon-reload; systemctl restart whoconn.socket; ip netns del wcds || true'
+	fi
+	inside systemctl stop whoconn-sync.service wc-etcd.service 2>/dev/null || true
 	if inside test -d /etc/systemd/system/whoconn@.service.d; then
 		inside_sh 'rm -r /etc/systemd/system/whoconn@.service.d; systemctl daemon-reload'
 	fi
@@ -417,6 +422,211 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[ "$output" = "" ]
 	run -0 inside sh -c 'readlink -f "$(man -w whoconn)"'
 	[ "$output" = "/usr/local/share/man/man8/whoconn.8" ]
+}
+
+# etcdctl_in ARGS... - etcdctl inside the container, against the test's etcd.
+etcdctl_in() {
+	inside etcdctl --endpoints "http://127.0.0.1:$ETCD_PORT" "$@"
+}
+
+@test "the confined whoconn-sync.service publishes this server's count to etcd, counts a peer's, revokes its lease on stop, and its status says when WHO counts only local clients" {
+	command -v etcd >/dev/null || skip "needs etcd (Debian package etcd-server)"
+	ETCD_PORT=$(free_port)
+	local peer_port id=aaaaaaaa-0001-4000-8000-00000000000a peer=aaaaaaaa-0002-4000-8000-00000000000b
+	peer_port=$(free_port)
+	# a one-member etcd on the loopback, in the container
+	inside systemd-run -q --unit=wc-etcd -p Type=notify etcd --name m --data-dir /var/tmp/wc-etcd \
+		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+		--initial-cluster "m=http://127.0.0.1:$peer_port" --log-level=warn --logger=zap
+	inside_sh "mkdir -p /etc/whoconn
+		printf 'WHOCONN_ETCD_ENDPOINTS=http://127.0.0.1:$ETCD_PORT\nWHOCONN_SERVER_ID=$id\nWHOCONN_LEASE_TTL=2\nWHOCONN_STALENESS=3\n' \
+			>/etc/whoconn/cluster.conf"
+	inside systemctl start whoconn-sync.service
+	run -0 inside systemctl is-active whoconn-sync.service
+	[ "$output" = active ]
+	# confined as the unit says (the score itself is checked in tests/units.bats)
+	pid=$(inside systemctl show -p MainPID --value whoconn-sync.service)
+	run -0 inside grep -E '^(CapEff|NoNewPrivs|Seccomp):' "/proc/$pid/status"
+	[ "${lines[0]}" = "CapEff:	$ZERO_CAPS" ]
+	[ "${lines[1]}" = "NoNewPrivs:	1" ]
+	[ "${lines[2]}" = "Seccomp:	2" ]
+	run -0 inside ps -o user= -p "$pid"
+	[ "$output" = whoconn ]
+	# its count reaches etcd
+	hold 2
+	wait_nconnections 2
+	local v=""
+	for _ in $(seq 100); do
+		v=$(etcdctl_in get --print-value-only "/whoconn/v1/count/$id" 2>/dev/null || true)
+		[ "$v" = 2 ] && break
+		sleep 0.05
+	done
+	[ "$v" = 2 ]
+	# a peer's count reaches WHO
+	lease=$(etcdctl_in lease grant 60 | awk '{print $2}')
+	etcdctl_in put --lease="$lease" "/whoconn/v1/count/$peer" 5 >/dev/null
+	run -0 client wait-who 8
+	run -0 inside systemctl show -p StatusText --value whoconn-sync.service
+	[[ "$output" =~ ^WHO\ counts\ local\ [23]\ \+\ 5\ from\ 1\ peer\(s\)\;\ etcd\ http://127\.0\.0\.1:$ETCD_PORT\ in\ sync$ ]]
+	# a planned stop takes the key away at once
+	inside systemctl stop whoconn-sync.service
+	run -0 etcdctl_in get --print-value-only "/whoconn/v1/count/$id"
+	[ "$output" = "" ]
+	run -0 inside journalctl -q -o cat -u whoconn-sync.service _PID="$pid" -n 1
+	echo "$output"
+	[ "$output" = "stopping on signal 15; lease revoked, the other servers no longer count this server's clients" ]
+	# cut off from etcd, its status says WHO counts only this server's clients
+	inside systemctl start whoconn-sync.service
+	run -0 client wait-who 8
+	inside systemctl stop wc-etcd.service
+	local st=""
+	for _ in $(seq 120); do
+		st=$(inside systemctl show -p StatusText --value whoconn-sync.service)
+		[[ "$st" == "WHO counts local 2 only"* ]] && break
+		sleep 0.05
+	done
+	echo "$st"
+	[[ "$st" =~ ^WHO\ counts\ local\ 2\ only\ \(no\ etcd\ quorum\ for\ [34]\ s\)\;\ etcd\ http://127\.0\.0\.1:$ETCD_PORT:\ not\ reachable\ \(.*\)$ ]]
+	run -0 client wait-who 3
+	inside systemctl stop whoconn-sync.service
+	kill "$HOLD_PID"; wait "$HOLD_PID" || true; HOLD_PID=""
+	inside rm -r /etc/whoconn /var/tmp/wc-etcd
+}
+
+@test "the confined whoconn-sync.service reads its TLS files (root:whoconn, 0640 in 0750) and publishes to an etcd that requires client certificates" {
+	command -v etcd >/dev/null || skip "needs etcd (Debian package etcd-server)"
+	command -v openssl >/dev/null || skip "needs openssl"
+	local d=$BATS_TEST_TMPDIR id=aaaaaaaa-0003-4000-8000-00000000000c peer_port n
+	ETCD_PORT=$(free_port)
+	peer_port=$(free_port)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+		-subj "/CN=whoconn test ca" -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$d/member.ext"
+	printf 'extendedKeyUsage=clientAuth\n' >"$d/agent.ext"
+	for n in member agent; do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/O=$n" \
+			-keyout "$d/$n.key" -out "$d/$n.csr" 2>/dev/null
+		openssl x509 -req -in "$d/$n.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+			-days 1 -extfile "$d/$n.ext" -out "$d/$n.pem" 2>/dev/null
+	done
+	inside mkdir -p /etc/whoconn/tls /var/tmp/wc-etcd-tls
+	for f in ca.pem agent.pem agent.key; do inside sh -c "cat >/etc/whoconn/tls/$f" <"$d/$f"; done
+	for f in ca.pem member.pem member.key; do inside sh -c "cat >/var/tmp/wc-etcd-tls/$f" <"$d/$f"; done
+	inside_sh 'chown root:whoconn /etc/whoconn/tls /etc/whoconn/tls/*; chmod 0640 /etc/whoconn/tls/*; chmod 0750 /etc/whoconn/tls'
+	local t=/var/tmp/wc-etcd-tls
+	inside systemd-run -q --unit=wc-etcd -p Type=notify etcd --name m --data-dir /var/tmp/wc-etcd \
+		--cert-file "$t/member.pem" --key-file "$t/member.key" --client-cert-auth --trusted-ca-file "$t/ca.pem" \
+		--listen-client-urls "https://127.0.0.1:$ETCD_PORT" --advertise-client-urls "https://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+		--initial-cluster "m=http://127.0.0.1:$peer_port" --log-level=warn --logger=zap
+	inside_sh "printf '%s\n' WHOCONN_ETCD_ENDPOINTS=https://127.0.0.1:$ETCD_PORT WHOCONN_SERVER_ID=$id \
+		WHOCONN_ETCD_CA_FILE=/etc/whoconn/tls/ca.pem WHOCONN_ETCD_CERT_FILE=/etc/whoconn/tls/agent.pem \
+		WHOCONN_ETCD_KEY_FILE=/etc/whoconn/tls/agent.key >/etc/whoconn/cluster.conf"
+	inside systemctl start whoconn-sync.service ||
+		{ inside journalctl -q -o cat -u whoconn-sync.service -n 5; false; }
+	hold 1
+	wait_nconnections 1
+	local v=""
+	for _ in $(seq 100); do
+		v=$(inside etcdctl --endpoints "https://127.0.0.1:$ETCD_PORT" --cacert "$t/ca.pem" \
+			--cert "$t/member.pem" --key "$t/member.key" get --print-value-only "/whoconn/v1/count/$id" 2>/dev/null || true)
+		[ "$v" = 1 ] && break
+		sleep 0.05
+	done
+	[ "$v" = 1 ]
+	run -0 inside systemctl show -p StatusText --value whoconn-sync.service
+	[[ "$output" == "WHO counts local 1 + 0 from 0 peer(s); etcd https://127.0.0.1:$ETCD_PORT in sync" ]]
+	inside systemctl stop whoconn-sync.service wc-etcd.service
+	kill "$HOLD_PID"; wait "$HOLD_PID" || true; HOLD_PID=""
+	inside rm -r /etc/whoconn /var/tmp/wc-etcd /var/tmp/wc-etcd-tls
+}
+
+@test "whoconn-sync.service's Documentation= names the installed cluster.md and man page" {
+	run -0 inside systemctl show -p Documentation --value whoconn-sync.service
+	[ "$output" = '"man:whoconn-sync(8)" "man:whoconn(8)" file:///usr/local/share/doc/whoconn/cluster.md' ]
+	run -0 inside test -s /usr/local/share/doc/whoconn/cluster.md
+	inside sh -c 'cat >/etc/manpath.config' </etc/manpath.config
+	run -0 inside systemd-analyze verify /usr/local/lib/systemd/system/whoconn-sync.service
+	[ "$output" = "" ]
+	run -0 inside sh -c 'readlink -f "$(man -w whoconn-sync)"'
+	[ "$output" = "/usr/local/share/man/man8/whoconn-sync.8" ]
+}
+
+# dualstack_ask 4|6|4i BYTES - one session from 127.0.0.1 or ::1 to the
+# shipped dual-stack socket in the wcds network namespace (4i: IPv4, and
+# the client stays silent until the server closes); prints its port.
+dualstack_ask() {
+	inside ip netns exec wcds python3 -c '
+import socket, sys
+fam, host = (socket.AF_INET6, "::1") if sys.argv[1] == "6" else (socket.AF_INET, "127.0.0.1")
+s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(5)
+s.connect((host, 4242))
+print(s.getsockname()[1]); s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
+if sys.argv[1] != "4i": s.shutdown(socket.SHUT_WR)  # 4i: say nothing, until the idle timeout
+while s.recv(4096): pass' "$1" "$2"
+}
+
+@test "on the shipped dual-stack socket, the README's journalctl queries find IPv4 callers as a.b.c.d and IPv6 callers as they are" {
+	command -v ip >/dev/null || skip "needs ip (Debian package iproute2)"
+	# ListenStream=4242 as shipped, in a network namespace of the test's own
+	inside ip netns add wcds
+	inside ip netns exec wcds ip link set lo up
+	inside_sh "printf '[Socket]\nListenStream=\nListenStream=4242\nNetworkNamespacePath=/run/netns/wcds\n' \
+			>/etc/systemd/system/whoconn.socket.d/zz-dualstack.conf
+		systemctl daemon-reload
+		systemctl restart whoconn.socket"
+	run -0 inside systemctl show -p Listen --value whoconn.socket
+	[ "$output" = "[::]:4242 (Stream)" ]
+	# and an idle timeout of 1 s, for the idle-timeout query
+	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
+		printf "[Service]\nEnvironment=WHOCONN_IDLE_TIMEOUT=1\n" >/etc/systemd/system/whoconn@.service.d/idle.conf
+		systemctl daemon-reload'
+	p4idle=$(dualstack_ask 4i '')
+	p4=$(dualstack_ask 4 'WHY\nWHY\n')
+	p6=$(dualstack_ask 6 'WHY\n')
+	p4bad=$(dualstack_ask 4 "$(printf 'x%.0s' $(seq 1100))\n")
+	p6bad=$(dualstack_ask 6 'WHY\n\x01\n')
+	inside_sh 'rm /etc/systemd/system/whoconn.socket.d/zz-dualstack.conf
+		rm -r /etc/systemd/system/whoconn@.service.d
+		systemctl daemon-reload
+		systemctl restart whoconn.socket
+		ip netns del wcds'
+	wait_listening
+	# as documented: journalctl -u 'whoconn@*' WHOCONN_PEER_ADDRESS=10.1.2.3 -o json
+	for _ in $(seq 100); do
+		inside journalctl -q -u 'whoconn@*' WHOCONN_PEER_ADDRESS=::1 -o json | grep -q "\"WHOCONN_PEER_PORT\":\"$p6bad\"" && break
+		sleep 0.05
+	done
+	inside journalctl -q -u 'whoconn@*' WHOCONN_PEER_ADDRESS=127.0.0.1 -o json >"$BATS_TEST_TMPDIR/v4.json"
+	inside journalctl -q -u 'whoconn@*' WHOCONN_PEER_ADDRESS=::1 -o json >"$BATS_TEST_TMPDIR/v6.json"
+	inside journalctl -q -u 'whoconn@*' WHOCONN_END=line-too-long WHOCONN_END=invalid-byte -o json \
+		>"$BATS_TEST_TMPDIR/abuse.json"
+	inside journalctl -q -u 'whoconn@*' WHOCONN_END=idle-timeout --since today -o json \
+		>"$BATS_TEST_TMPDIR/idle.json"
+	run --separate-stderr python3 - "$BATS_TEST_TMPDIR" "$p4" "$p6" "$p4bad" "$p6bad" "$p4idle" <<-'PY'
+	import json, sys
+	d, ports = sys.argv[1], sys.argv[2:]
+	def load(name):
+	    return [json.loads(l) for l in open(d + "/" + name) if l.strip()]
+	def pick(entries, port):
+	    return [e for e in entries if e.get("WHOCONN_PEER_PORT") == port]
+	for name, port in (("v4.json", ports[0]), ("v6.json", ports[1]), ("abuse.json", ports[2]),
+	                   ("abuse.json", ports[3]), ("idle.json", ports[4])):
+	    for e in pick(load(name), port):
+	        print(name, e["MESSAGE"].split(" duration_ms=")[0], e["WHOCONN_END"], e["_SYSTEMD_UNIT"].split("-", 2)[2])
+	PY
+	printf '%s\n' "$stderr" "${lines[@]}"
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 5 ]
+	[ "${lines[0]}" = "v4.json peer=127.0.0.1:$p4 client-closed 127.0.0.1:$p4.service" ]
+	[ "${lines[1]}" = "v6.json peer=[::1]:$p6 client-closed ::1:$p6.service" ]
+	[ "${lines[2]}" = "abuse.json peer=127.0.0.1:$p4bad line-too-long 127.0.0.1:$p4bad.service" ]
+	[ "${lines[3]}" = "abuse.json peer=[::1]:$p6bad invalid-byte ::1:$p6bad.service" ]
+	[ "${lines[4]}" = "idle.json peer=127.0.0.1:$p4idle idle-timeout 127.0.0.1:$p4idle.service" ]
+	# and the grep form of the same query
+	run -0 inside journalctl -q -o cat -u 'whoconn@*' -g "peer=127.0.0.1:$p4idle .*end=idle-timeout"
+	[ "${#lines[@]}" -eq 1 ]
 }
 
 # The Debian package, last: it replaces the make-installed copy.

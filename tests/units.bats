@@ -42,3 +42,22 @@ setup() {
 	[ -f "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn.socket" ]
 	[ -f "$BATS_TEST_TMPDIR/root/usr/lib/sysusers.d/whoconn.conf" ]
 }
+
+@test "make install substitutes the agent unit's paths and installs the cluster.md its Documentation= names" {
+	run -0 make -C "$TOP" --no-print-directory install DESTDIR="$BATS_TEST_TMPDIR/root" PREFIX=/opt/wc
+	local u="$BATS_TEST_TMPDIR/root/opt/wc/lib/systemd/system/whoconn-sync.service"
+	run -0 grep -E '^(ExecStart|Documentation)=' "$u"
+	[ "${lines[0]}" = "Documentation=man:whoconn-sync(8) man:whoconn(8) file:///opt/wc/share/doc/whoconn/cluster.md" ]
+	[ "${lines[1]}" = "ExecStart=/opt/wc/bin/whoconn-sync" ]
+	cmp "$TOP/docs/cluster.md" "$BATS_TEST_TMPDIR/root/opt/wc/share/doc/whoconn/cluster.md"
+	run -1 grep -E '@[A-Z]+@' "$u"
+}
+
+@test "systemd-analyze security rates the installed whoconn-sync.service at an exposure of 1.5 or less" {
+	run -0 make -C "$TOP" --no-print-directory install DESTDIR="$BATS_TEST_TMPDIR/root" PREFIX=/usr
+	run -0 systemd-analyze security --offline=true --threshold=15 \
+		"$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn-sync.service"
+	run -0 awk '/Overall exposure level/ { print $(NF-2) }' <<<"$output"
+	echo "exposure: $output"
+	[ "$(awk -v x="$output" 'BEGIN { print (x <= 1.5) ? "ok" : "too exposed" }')" = ok ]
+}
