@@ -9,6 +9,7 @@
  * swept.  Design and measured costs: README.md, "Decisions and why".
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -107,6 +108,15 @@ int reg_error(sqlite3 *db, int rc) {
     default:
         return -EIO;
     }
+}
+
+/* A registry deleted or replaced while this process was opening it: SQLite
+ * then fails with ENOENT (it stats the path to give the -wal its mode) or
+ * reports the file moved.  Worth one more try, on the new file: the soak
+ * (tests/soak.py --delete) hit it in 40 of 5,313 sessions racing a
+ * deletion every 20 ms. */
+static bool reg_raced(int err) {
+    return err == -ENOENT || err == -ESTALE;
 }
 
 const char *reg_strerror(int err) {
@@ -325,16 +335,65 @@ static int reg_dir_error(const char *path, int err) {
     return err;
 }
 
-/* Puts a freshly built registry at path, unless one is there already.
- * A deleted registry may have left its -wal and -shm behind (they persist,
- * see reg_open()); SQLite would replay that old WAL into the new file, so
- * they are removed first, under a lock that serialises creators. */
-static int reg_install(const char *tmp, const char *path) {
-    char lock[4096], aux[4096];
+/* Removes what creators killed half-way (SIGKILL, OOM) left behind:
+ * "<registry>.new-PID" and its -wal, -shm, -journal.  Called under the
+ * create lock, which every creator holds while it builds, so each such
+ * file is a leftover. */
+static void reg_remove_leftovers(const char *path) {
+    char dir[4096], name[4096];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dirlen = slash ? (size_t)(slash - path) : 0;
+
+    if ((size_t)snprintf(dir, sizeof dir, "%.*s", (int)dirlen, path) >= sizeof dir ||
+        (size_t)snprintf(name, sizeof name, "%s.new-", base) >= sizeof name)
+        return;
+    DIR *d = opendir(slash ? (dirlen ? dir : "/") : ".");
+    if (!d)
+        return;
+    size_t plen = strlen(name);
+    for (struct dirent *e; (e = readdir(d));)
+        if (strncmp(e->d_name, name, plen) == 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
+
+/* Builds a new registry at tmp, in WAL mode and with its schema. */
+static int reg_build(const char *tmp) {
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    int err = reg_error(db, rc);
+    /* The last close checkpoints and removes tmp's -wal and -shm. */
+    if (sqlite3_close(db) != SQLITE_OK && err == 0)
+        err = -EBUSY;
+    return err;
+}
+
+/* Creates a missing registry whole: built under a private name, in WAL
+ * mode and with its schema, then link()ed into place.  Nobody ever opens a
+ * half-made file, so there is no race between processes switching it to
+ * WAL and creating tables at once (there was: "database is locked" for
+ * some of six sessions starting together).  Creators take turns under a
+ * lock ("<registry>-locks/create"): the first builds, the others find the
+ * file there and return -EEXIST (its file is as good as theirs).  A deleted
+ * registry may have left its -wal and -shm behind (they persist, see
+ * reg_open()); SQLite would replay that old WAL into the new file, so they
+ * are removed first. */
+static int reg_create(const char *path) {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    char lock[4096], tmp[4096], aux[4096];
     int err = 0;
 
-    if ((size_t)snprintf(lock, sizeof lock, "%s" WHOCONN_LOCKS_SUFFIX, path) >= sizeof lock - 8)
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.new-%ld", path, (long)getpid()) >= sizeof tmp ||
+        (size_t)snprintf(lock, sizeof lock, "%s" WHOCONN_LOCKS_SUFFIX, path) >= sizeof lock - 8)
         return -ENAMETOOLONG;
     if (mkdir(lock, 0700) < 0 && errno != EEXIST)
         return -errno;
@@ -348,48 +407,19 @@ static int reg_install(const char *tmp, const char *path) {
     else if (access(path, F_OK) == 0)
         err = -EEXIST;
     else {
-        static const char *const leftovers[] = {"-wal", "-shm"};
-        for (size_t i = 0; i < sizeof leftovers / sizeof leftovers[0]; i++) {
-            snprintf(aux, sizeof aux, "%s%s", path, leftovers[i]);
+        reg_remove_leftovers(path);
+        err = reg_build(tmp);
+        static const char *const stale[] = {"-wal", "-shm"};
+        for (size_t i = 0; err == 0 && i < sizeof stale / sizeof stale[0]; i++) {
+            snprintf(aux, sizeof aux, "%s%s", path, stale[i]);
             if (unlink(aux) < 0 && errno != ENOENT)
                 err = -errno;
         }
         if (err == 0 && link(tmp, path) < 0)
             err = -errno;
+        unlink(tmp);
     }
     close(fd); /* releases the lock */
-    return err;
-}
-
-/* Creates a missing registry whole: built under a private name, in WAL
- * mode and with its schema, then link()ed into place.  Nobody ever opens a
- * half-made file, so there is no race between processes switching it to
- * WAL and creating tables at once (there was: "database is locked" for
- * some of six sessions starting together).  -EEXIST when another process
- * won; its file is as good as ours. */
-static int reg_create(const char *path) {
-    char tmp[4096];
-    sqlite3 *db = NULL;
-    int rc, err;
-
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.new-%ld", path, (long)getpid()) >= sizeof tmp)
-        return -ENAMETOOLONG;
-    unlink(tmp); /* a leftover of a crashed process with our PID */
-    rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                         NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, schema_sql, NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    err = reg_error(db, rc);
-    /* The last close checkpoints and removes tmp's -wal and -shm. */
-    if (sqlite3_close(db) != SQLITE_OK && err == 0)
-        err = -EBUSY;
-    if (err == 0)
-        err = reg_install(tmp, path);
-    unlink(tmp);
     return err;
 }
 
@@ -598,7 +628,12 @@ void reg_idle(struct registry *r) {
     reg_watch(r);
 }
 
+/* How often registration tries again when the registry is deleted or
+ * replaced while it runs (reg_raced()); each try takes about a millisecond. */
+#define REG_RACE_TRIES 3
+
 int reg_register(struct registry *r) {
+    struct stat st = {0};
     int err;
 
     if (r->registered)
@@ -606,20 +641,23 @@ int reg_register(struct registry *r) {
     r->register_tried = true;
     /* Lock first: from the moment the row exists, a sweep must see us alive. */
     err = reg_lock(r);
-    if (err == 0)
+    for (int attempt = 1; err == 0; attempt++) {
         err = reg_write(r, ST_INSERT, r->pid, (long long)time(NULL), 0);
+        /* The file our row is in, for reg_moved().  Had it been replaced
+         * since the commit, our row would sit in the old one: again. */
+        int moved = 0;
+        if (err == 0 &&
+            (sqlite3_file_control(r->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
+             moved || stat(r->path, &st) < 0))
+            err = -ESTALE;
+        if (!reg_raced(err) || attempt == REG_RACE_TRIES)
+            break;
+        reg_close(r);
+        err = 0;
+    }
     if (err < 0) {
         r->register_err = err;
         return reg_fail(r, err, "register");
-    }
-    /* The file our row is in, for reg_moved().  Had it been replaced since
-     * the commit, our row would sit in the old one: register again. */
-    struct stat st;
-    int moved = 0;
-    if (sqlite3_file_control(r->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
-        moved || stat(r->path, &st) < 0) {
-        r->register_err = -ESTALE;
-        return reg_fail(r, -ESTALE, "register");
     }
     r->reg_dev = st.st_dev;
     r->reg_ino = st.st_ino;
@@ -775,10 +813,14 @@ bool reg_moved(struct registry *r) {
 
 /* The number of live connections, the caller included.  Sets *sweep_later
  * when a sweep is due but may run after the reply. */
-int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
+/* reg_count() once; *what names the failed step for the log, NULL when it
+ * was logged already (a failed registration). */
+static int reg_count_once(struct registry *r, long long *ret, bool *sweep_later,
+                          const char **what) {
     sqlite3_stmt *st;
     int err, rc;
 
+    *what = NULL;
     reg_moved(r);
     /* A process that is not registered is missing from everyone's count:
      * no answer is exact until it is.  One attempt per batch of requests:
@@ -788,18 +830,19 @@ int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
         if (err < 0)
             return err;
     }
+    *what = "count";
     for (int pass = 0; pass < 2; pass++) {
         int64_t now = now_ms(CLOCK_BOOTTIME);
         err = reg_stmt(r, ST_COUNT, &st);
         if (err < 0)
-            return reg_fail(r, err, "count");
+            return err;
         sqlite3_bind_int64(st, 1, now);
         sqlite3_bind_int64(st, 2, r->pid);
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) {
             err = reg_error(r->db, rc);
             sqlite3_reset(st);
-            return reg_fail(r, err, "count");
+            return err;
         }
         long long n = sqlite3_column_int64(st, 0) + sqlite3_column_int64(st, 2);
         bool have = sqlite3_column_type(st, 1) != SQLITE_NULL;
@@ -808,9 +851,11 @@ int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
 
         int64_t age = (!have || swept > now) ? INT64_MAX : now - swept;
         if (age >= WHOCONN_SWEEP_BEFORE_MS && pass == 0) {
+            *what = "sweep";
             err = reg_sweep(r);
             if (err < 0)
-                return reg_fail(r, err, "sweep");
+                return err;
+            *what = "count";
             continue; /* count again, now exact */
         }
         *sweep_later = age >= WHOCONN_SWEEP_AFTER_MS;
@@ -819,6 +864,17 @@ int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
         return 0;
     }
     return 0; /* not reached: pass 1 always returns */
+}
+
+int reg_count(struct registry *r, long long *ret, bool *sweep_later) {
+    const char *what;
+    int err = reg_count_once(r, ret, sweep_later, &what);
+
+    if (err < 0 && what && reg_raced(err)) {
+        reg_close(r);
+        err = reg_count_once(r, ret, sweep_later, &what);
+    }
+    return err < 0 && what ? reg_fail(r, err, what) : err;
 }
 
 void reg_setup(struct registry *r, const char *path, long long pid) {

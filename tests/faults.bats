@@ -285,3 +285,40 @@ registry_log_lines() {
 	exec 5>&-
 	[ "$status" -eq 76 ]
 }
+
+@test "a registry deleted again and again under starting sessions never makes WHO answer ERR" {
+	# three session loops race a deleter (every 20 ms) for 3 s: a session
+	# that opens the file just before it goes must retry on the new one
+	rm -f "$DB"
+	(
+		end=$((SECONDS + 3))
+		while [ "$SECONDS" -lt "$end" ]; do rm -f "$DB" "$DB-wal" "$DB-shm"; sleep 0.02; done
+	) &
+	deleter=$!
+	for i in 1 2 3; do
+		(
+			end=$((SECONDS + 3))
+			while [ "$SECONDS" -lt "$end" ]; do
+				printf 'WHO\n' | WHOCONN_DB="$DB" "$WHOCONN" 2>>"$BATS_TEST_TMPDIR/log.$i"
+			done >"$BATS_TEST_TMPDIR/out.$i"
+		) &
+	done
+	wait
+	cat "$BATS_TEST_TMPDIR"/out.* >"$BATS_TEST_TMPDIR/all"
+	run -0 wc -l <"$BATS_TEST_TMPDIR/all"
+	[ "$output" -gt 30 ]
+	run -1 grep -v '^[0-9][0-9]*$' "$BATS_TEST_TMPDIR/all"
+	run -1 grep -h 'registry ' "$BATS_TEST_TMPDIR"/log.*
+}
+
+@test "a registry's half-built copy left by a killed creator is removed when the registry is next created" {
+	rm -f "$DB"
+	# what a creator SIGKILLed while building leaves behind
+	printf 'half' >"$DB.new-99999"
+	printf 'half' >"$DB.new-99999-journal"
+	run -0 stdio 'WHO\n' WHOCONN_DB="$DB"
+	[ "$output" = 1 ]
+	[ -f "$DB" ]
+	run -0 ls "$(dirname "$DB")"
+	[[ "$output" != *".new-"* ]]
+}
