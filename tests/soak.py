@@ -66,16 +66,17 @@ FD_MAX = 8
 # whoconn closes a connection's SQLite handle after 100 ms of quiet
 # (WHOCONN_HANDLE_IDLE_MS); fds are counted this long after the last WHO.
 QUIET_S = 0.3
-# SQLite checkpoints on commit once the WAL holds 1000 frames
-# (SQLITE_DEFAULT_WAL_AUTOCHECKPOINT) of a 4096-byte page plus a 24-byte
-# frame header, after a 32-byte file header: 4,120,032 bytes, and the file
-# is never truncated (persistent WAL, journal_size_limit -1), so its size is
-# the high-water mark.  A checkpoint cannot reset the WAL while a reader is
-# still in it, so under constant readers a WAL may run past 1000 frames;
-# twice the auto-checkpoint size is allowed for that, no more: a WAL that
-# grows beyond is one whose checkpoints starve, and it would grow on.
-WAL_AUTOCHECKPOINT_BYTES = 32 + 1000 * (4096 + 24)
-WAL_MAX = 2 * WAL_AUTOCHECKPOINT_BYTES
+# whoconn has SQLite checkpoint on commit once the WAL holds 200 frames
+# (WHOCONN_WAL_AUTOCHECKPOINT) of a 4096-byte page plus a 24-byte frame
+# header, after a 32-byte file header: 824,032 bytes; the -wal file is kept
+# (persistent WAL) and cut back to 1 MiB (WHOCONN_WAL_LIMIT_BYTES) when a
+# checkpoint resets it, so its size is a high-water mark near 1 MiB.  A
+# checkpoint cannot reset the WAL while a reader is still in it, so under
+# constant readers a WAL may run past 200 frames; twice the kept size is
+# allowed for that, no more: a WAL that grows beyond is one whose
+# checkpoints starve, and it would grow on.
+WAL_LIMIT_BYTES = 1 << 20
+WAL_MAX = 2 * WAL_LIMIT_BYTES
 # After the last client closed, every connection process must be gone
 # within this long (each lingers WHOCONN_JOURNAL_GRACE_MS at most).
 PROC_GONE_S = 5.0
