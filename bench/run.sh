@@ -6,7 +6,7 @@
 # design card done the obvious way: the peer to beat) and, under a real
 # systemd, a bare and a twin unit.
 #
-#   bench/run.sh [--smoke] [--parts 1,2,3,4,5] [--out DIR]
+#   bench/run.sh [--smoke] [--parts 1,2,3,4,5[,6]] [--out DIR]
 #
 # Parts: 1 systemd-socket-activate, sequential and parallel clients:
 #          whoconn vs trivial vs naive
@@ -17,6 +17,9 @@
 #        4 instructions per connection (callgrind) and CPU per spawn
 #          (whoconn, naive, trivial)
 #        5 the same binaries under xinetd and ucspi-tcp's tcpserver
+#        6 (only when asked) the unit's [Service] settings one at a time
+#          against a bare unit, in a container like part 2 (U_ROUNDS=16,
+#          U_SECS=2, U_CLIENTS=2)
 # Writes DIR/RESULTS.md, DIR/plot.png, DIR/results.tsv (every number, one per
 # line: part variant key value) and DIR/raw/ (every tool's own output).
 # Every load run is bounded in count and seconds and talks to 127.0.0.1;
@@ -40,7 +43,7 @@ while [ $# -gt 0 ]; do
 	--smoke) SMOKE=1 ;;
 	--parts) PARTS=$2; shift ;;
 	--out) OUT=$2; shift ;;
-	*) echo "usage: bench/run.sh [--smoke] [--parts 1,2,3,4,5] [--out DIR]" >&2; exit 2 ;;
+	*) echo "usage: bench/run.sh [--smoke] [--parts 1,2,3,4,5[,6]] [--out DIR]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -205,6 +208,35 @@ stop_nspawn() {
 
 inside() { nsenter -t "$CPID" -a "$@"; }
 
+# boot_container PART STAGE - boots the host's own OS (throw-away /usr
+# overlay, volatile root) with STAGE at /opt/wcbench, installs its whoconn
+# and trivial into /usr/local/bin, the whoconn user, and its units/ into
+# /etc/systemd/system; sets CPID and NSPAWN_PID; records PART boot ok
+boot_container() {
+	local part=$1 st=$2 s
+	systemd-nspawn -q --register=no --keep-unit --directory=/ --volatile=yes \
+		--overlay=/usr::/usr --bind-ro="$st:/opt/wcbench" --boot -- systemd.firstboot=off \
+		>"$RAW/nspawn.log" 2>&1 &
+	NSPAWN_PID=$!
+	CPID=
+	for _ in $(seq 300); do
+		CPID=$(pgrep -P "$NSPAWN_PID" | head -1 || true)
+		if [ -n "$CPID" ]; then
+			s=$(inside systemctl is-system-running 2>/dev/null || true)
+			case $s in running | degraded) break ;; esac
+		fi
+		sleep 0.1
+	done
+	if [ -z "$CPID" ]; then log "container did not boot"; record "$part" boot ok no; stop_nspawn; return 1; fi
+	record "$part" boot ok yes
+	inside sh -ec '
+		install -m 0755 /opt/wcbench/whoconn /opt/wcbench/trivial /usr/local/bin/
+		install -m 0644 /opt/wcbench/units/whoconn.sysusers /usr/lib/sysusers.d/whoconn.conf
+		systemd-sysusers
+		cp -r /opt/wcbench/units/*.socket /opt/wcbench/units/*.service /opt/wcbench/units/*.socket.d /etc/systemd/system/
+		systemctl daemon-reload'
+}
+
 part2() {
 	local st=$WORK/stage pw pb ptw
 	log "part 2: real systemd (Accept=yes) in systemd-nspawn"
@@ -228,29 +260,8 @@ part2() {
 			"${u#*:}" >"$st/units/${u%%:*}.socket.d/bench.conf"
 	done
 	cp -r "$st/units" "$RAW/part2-units"
-
-	systemd-nspawn -q --register=no --keep-unit --directory=/ --volatile=yes \
-		--overlay=/usr::/usr --bind-ro="$st:/opt/wcbench" --boot -- systemd.firstboot=off \
-		>"$RAW/nspawn.log" 2>&1 &
-	NSPAWN_PID=$!
-	CPID=
-	for _ in $(seq 300); do
-		CPID=$(pgrep -P "$NSPAWN_PID" | head -1 || true)
-		if [ -n "$CPID" ]; then
-			s=$(inside systemctl is-system-running 2>/dev/null || true)
-			case $s in running | degraded) break ;; esac
-		fi
-		sleep 0.1
-	done
-	if [ -z "$CPID" ]; then log "container did not boot"; record 2 boot ok no; stop_nspawn; return 0; fi
-	record 2 boot ok yes
-	inside sh -ec '
-		install -m 0755 /opt/wcbench/whoconn /opt/wcbench/trivial /usr/local/bin/
-		install -m 0644 /opt/wcbench/units/whoconn.sysusers /usr/lib/sysusers.d/whoconn.conf
-		systemd-sysusers
-		cp -r /opt/wcbench/units/*.socket /opt/wcbench/units/*.service /opt/wcbench/units/*.socket.d /etc/systemd/system/
-		systemctl daemon-reload
-		systemctl start whoconn.socket bare.socket twin.socket'
+	if ! boot_container 2 "$st"; then return 0; fi
+	inside systemctl start whoconn.socket bare.socket twin.socket
 	inside systemctl show -p MaxConnections,Listen whoconn.socket bare.socket twin.socket >"$RAW/part2-sockets.txt"
 	for p in $pw $pb $ptw; do wait_port "$p"; done
 	for c in $SD_CONC; do
@@ -261,6 +272,96 @@ part2() {
 	done
 	inside journalctl -q -u 'whoconn@*' -p warning --no-pager >"$RAW/part2-journal-warnings.txt" 2>&1 || true
 	record 2 journal warnings "$(wc -l <"$RAW/part2-journal-warnings.txt")"
+	stop_nspawn
+}
+
+# ---- part 6: the unit's settings one at a time (not in the default run) --
+# Every variant runs trivial behind the shipped [Socket] section: bare (only
+# ExecStart= and StandardInput=socket) plus one setting of the shipped
+# whoconn@.service, each on its own port; twin is the shipped [Service],
+# twin-noraf the same without RestrictAddressFamilies=, bare2 a second bare
+# unit (the noise floor of the method).  Each round runs every variant once,
+# in an order rotated by one each round, and a variant's figure is the
+# median over rounds of its rate divided by bare's in the same round, with
+# the distribution-free ~95% interval of that median (order statistics).
+U_VARIANTS=(
+	"bare|"
+	"bare2|"
+	"stderr|StandardError=journal"
+	"user|User=whoconn\nGroup=whoconn"
+	"rtdir|RuntimeDirectory=whoconn\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes"
+	"nnp-caps|NoNewPrivileges=yes\nCapabilityBoundingSet="
+	"nnp|NoNewPrivileges=yes"
+	"caps|CapabilityBoundingSet="
+	"raf|RestrictAddressFamilies=AF_UNIX"
+	"umask|UMask=0077"
+	"exit-collect|SuccessExitStatus=65 74 75 76\n[Unit]\nCollectMode=inactive-or-failed"
+	"twin|@twin"
+	"twin-noraf|@twin-noraf"
+)
+
+# ratio_stats FILE - median and ~95% interval (order statistics) of the
+# numbers in FILE: prints "median lo hi n"
+ratio_stats() {
+	sort -g "$1" | awk '{a[NR]=$1} END{
+		n=NR; if(n==0){print "- - - 0"; exit}
+		m=(n%2)?a[(n+1)/2]:(a[n/2]+a[n/2+1])/2
+		k=int((n-1.96*sqrt(n))/2); if(k<1)k=1
+		printf "%.3f %.3f %.3f %d\n", m, a[k], a[n-k+1], n}'
+}
+
+part6() {
+	local st=$WORK/stage6 v name set port c=${U_CLIENTS:-2} rounds=${U_ROUNDS:-16} secs=${U_SECS:-2}
+	local -a order=() ports=()
+	log "part 6: unit settings one at a time, $rounds rounds of $secs s, $c clients"
+	mkdir -p "$st/units"
+	cp "$WHOCONN" "$st/whoconn"; cp "$TRIVIAL" "$st/trivial"
+	cp "$TOP/units/whoconn.sysusers" "$st/units/whoconn.sysusers"
+	for v in "${U_VARIANTS[@]}"; do
+		name=${v%%|*}; set=${v#*|}
+		port=$(free_port)
+		ports+=("$name:$port")
+		cp "$TOP/units/whoconn.socket.in" "$st/units/u-$name.socket"
+		mkdir -p "$st/units/u-$name.socket.d"
+		printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\nMaxConnections=4096\nMaxConnectionsPerSource=4096\n' \
+			"$port" >"$st/units/u-$name.socket.d/bench.conf"
+		case $set in
+		@twin) sed -e 's|@BINDIR@/whoconn|/usr/local/bin/trivial|' "$TOP/units/whoconn@.service.in" ;;
+		@twin-noraf) sed -e 's|@BINDIR@/whoconn|/usr/local/bin/trivial|' -e '/^RestrictAddressFamilies=/d' \
+			"$TOP/units/whoconn@.service.in" ;;
+		*) printf '[Service]\nExecStart=/usr/local/bin/trivial\nStandardInput=socket\n%b\n' "$set" ;;
+		esac >"$st/units/u-$name@.service"
+	done
+	cp -r "$st/units" "$RAW/part6-units"
+	if ! boot_container 6 "$st"; then return 0; fi
+	# shellcheck disable=SC2046
+	inside systemctl start $(for v in "${ports[@]}"; do echo "u-${v%%:*}.socket"; done)
+	for v in "${ports[@]}"; do wait_port "${v#*:}"; warm "${v#*:}"; done
+	order=("${ports[@]}")
+	for r in $(seq "$rounds"); do
+		for v in "${order[@]}"; do
+			name=${v%%:*}
+			line=$(rate "${v#*:}" "$c" "$secs")
+			echo "part=6 round=$r variant=$name $line" >>"$RAW/rates.txt"
+			for k in rate errors sessions; do echo "$(kv "$k" "$line")" >>"$WORK/6.$name.$k"; done
+		done
+		order=("${order[@]:1}" "${order[0]}") # rotate: no variant always follows another
+	done
+	for v in "${ports[@]}"; do
+		name=${v%%:*}
+		record 6 "$name" rate "$(median <"$WORK/6.$name.rate")"
+		record 6 "$name" errors "$(awk '{s+=$1} END{print s+0}' "$WORK/6.$name.errors")"
+		record 6 "$name" sessions "$(awk '{s+=$1} END{print s+0}' "$WORK/6.$name.sessions")"
+		paste "$WORK/6.$name.rate" "$WORK/6.bare.rate" | awk '$2>0{print $1/$2}' >"$WORK/6.$name.vs_bare"
+		read -r med lo hi n < <(ratio_stats "$WORK/6.$name.vs_bare")
+		record 6 "$name" vs_bare "$med"; record 6 "$name" vs_bare_lo "$lo"
+		record 6 "$name" vs_bare_hi "$hi"; record 6 "$name" rounds "$n"
+	done
+	paste "$WORK/6.twin-noraf.rate" "$WORK/6.twin.rate" | awk '$2>0{print $1/$2}' >"$WORK/6.noraf.vs_twin"
+	read -r med lo hi n < <(ratio_stats "$WORK/6.noraf.vs_twin")
+	record 6 twin-noraf vs_twin "$med"; record 6 twin-noraf vs_twin_lo "$lo"; record 6 twin-noraf vs_twin_hi "$hi"
+	inside systemd-analyze security --no-pager u-twin@x.service >"$RAW/part6-security-twin.txt" 2>&1 || true
+	inside systemd-analyze security --no-pager u-twin-noraf@x.service >"$RAW/part6-security-twin-noraf.txt" 2>&1 || true
 	stop_nspawn
 }
 
@@ -639,6 +740,28 @@ report() {
 					"$(ms "$(get 5 "c2.$l-trivial" p50_us)") / $(ms "$(get 5 "c2.$l-trivial" p99_us)") |"
 			done
 		fi
+		if has_part 6; then
+			echo
+			echo "## 6. The unit's settings one at a time (real systemd, trivial program)"
+			echo
+			echo "Each variant is the *bare* unit (\`ExecStart=trivial\`, \`StandardInput=socket\`)"
+			echo "plus the named settings of the shipped \`whoconn@.service\`, behind the shipped"
+			echo "\`[Socket]\`; *twin* is the shipped \`[Service]\`; *bare2* is bare again (the noise"
+			echo "floor). $(get 6 bare rounds) rounds of ${U_SECS:-2} s at ${U_CLIENTS:-2} clients, variants in an order"
+			echo "rotated each round; ratio = median over rounds of rate / bare's rate in the same"
+			echo "round, with its ~95% interval (order statistics). Units as run: \`raw/part6-units/\`."
+			echo
+			echo "| variant | settings | conn/s | / bare | 95% interval | errors |"
+			echo "| --- | --- | ---: | ---: | --- | ---: |"
+			for v in "${U_VARIANTS[@]}"; do
+				n=${v%%|*}; set=${v#*|}
+				case $set in @twin) set="shipped [Service]" ;; @twin-noraf) set="shipped [Service] without RestrictAddressFamilies=" ;; "") set="-" ;; esac
+				echo "| $n | $(printf '%b' "$set" | tr '\n' ' ' | sed 's/ *$//; s/\[Unit\] //') | $(get 6 "$n" rate) |" \
+					"$(get 6 "$n" vs_bare) | $(get 6 "$n" vs_bare_lo)–$(get 6 "$n" vs_bare_hi) | $(get 6 "$n" errors) |"
+			done
+			echo
+			echo "twin-noraf / twin: $(get 6 twin-noraf vs_twin) ($(get 6 twin-noraf vs_twin_lo)–$(get 6 twin-noraf vs_twin_hi))."
+		fi
 		echo
 		echo "## Targets (issue 12)"
 		echo
@@ -697,6 +820,7 @@ has_part 4 && part4
 has_part 5 && part5
 has_part 2 && part2
 has_part 3 && part3
+has_part 6 && part6
 has_part 1 && plot
 report
 log "wrote $OUT/RESULTS.md"
