@@ -279,26 +279,45 @@ part2() {
 # Every variant runs trivial behind the shipped [Socket] section: bare (only
 # ExecStart= and StandardInput=socket) plus one setting of the shipped
 # whoconn@.service, each on its own port; twin is the shipped [Service],
-# twin-noraf the same without RestrictAddressFamilies=, bare2 a second bare
-# unit (the noise floor of the method).  Each round runs every variant once,
+# twin-noX the same without X (what removing X would save), bare2 a second
+# bare unit (the noise floor of the method).  Each round runs every variant once,
 # in an order rotated by one each round, and a variant's figure is the
 # median over rounds of its rate divided by bare's in the same round, with
 # the distribution-free ~95% interval of that median (order statistics).
+# Rates are noisy on a shared machine; the steadier figure is the CPU time
+# the whole container spent per connection (PID 1, the connection processes
+# it reaped, journald, ...), divided by bare's in the same round.
 U_VARIANTS=(
 	"bare|"
 	"bare2|"
 	"stderr|StandardError=journal"
 	"user|User=whoconn\nGroup=whoconn"
 	"rtdir|RuntimeDirectory=whoconn\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes"
+	"user-rtdir|User=whoconn\nGroup=whoconn\nRuntimeDirectory=whoconn\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes"
 	"nnp-caps|NoNewPrivileges=yes\nCapabilityBoundingSet="
-	"nnp|NoNewPrivileges=yes"
-	"caps|CapabilityBoundingSet="
 	"raf|RestrictAddressFamilies=AF_UNIX"
 	"umask|UMask=0077"
 	"exit-collect|SuccessExitStatus=65 74 75 76\n[Unit]\nCollectMode=inactive-or-failed"
 	"twin|@twin"
-	"twin-noraf|@twin-noraf"
+	"twin-noraf|@twin RestrictAddressFamilies"
+	"twin-nostderr|@twin StandardError"
+	"twin-nouser|@twin User Group"
+	"twin-nortdir|@twin RuntimeDirectory"
+	"twin-nonnp-caps|@twin NoNewPrivileges CapabilityBoundingSet"
+	"twin-noumask|@twin UMask"
 )
+
+# container_cpu_us - CPU time (user+sys, µs) used so far by the processes of
+# the container: every process in CPID's PID namespace, plus what they
+# reaped (PID 1 reaps each connection process, so its children's time is
+# every finished connection's, exec set-up included)
+container_cpu_us() {
+	local ns p
+	ns=$(readlink "/proc/$CPID/ns/pid")
+	for p in /proc/[0-9]*; do
+		if [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$ns" ]; then cat "$p/stat" 2>/dev/null || true; fi
+	done | sed 's/.*) //' | awk -v hz="$(getconf CLK_TCK)" '{t+=$12+$13+$14+$15} END{printf "%.0f\n", t*1000000/hz}'
+}
 
 # ratio_stats FILE - median and ~95% interval (order statistics) of the
 # numbers in FILE: prints "median lo hi n"
@@ -326,9 +345,10 @@ part6() {
 		printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\nMaxConnections=4096\nMaxConnectionsPerSource=4096\n' \
 			"$port" >"$st/units/u-$name.socket.d/bench.conf"
 		case $set in
-		@twin) sed -e 's|@BINDIR@/whoconn|/usr/local/bin/trivial|' "$TOP/units/whoconn@.service.in" ;;
-		@twin-noraf) sed -e 's|@BINDIR@/whoconn|/usr/local/bin/trivial|' -e '/^RestrictAddressFamilies=/d' \
-			"$TOP/units/whoconn@.service.in" ;;
+		@twin*) # the shipped [Service] without the settings named
+			local del=() k
+			for k in ${set#@twin}; do del+=(-e "/^$k/d"); done
+			sed -e 's|@BINDIR@/whoconn|/usr/local/bin/trivial|' "${del[@]}" "$TOP/units/whoconn@.service.in" ;;
 		*) printf '[Service]\nExecStart=/usr/local/bin/trivial\nStandardInput=socket\n%b\n' "$set" ;;
 		esac >"$st/units/u-$name@.service"
 	done
@@ -341,9 +361,15 @@ part6() {
 	for r in $(seq "$rounds"); do
 		for v in "${order[@]}"; do
 			name=${v%%:*}
+			cpu0=$(container_cpu_us)
 			line=$(rate "${v#*:}" "$c" "$secs")
-			echo "part=6 round=$r variant=$name $line" >>"$RAW/rates.txt"
+			sleep 0.5 # the last connections exit and are reaped
+			cpu1=$(container_cpu_us)
+			n=$(kv sessions "$line")
+			cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$n" 'BEGIN{if(n>0) printf "%.1f\n", (b-a)/n; else print 0}')
+			echo "part=6 round=$r variant=$name $line cpu_us=$cpu" >>"$RAW/rates.txt"
 			for k in rate errors sessions; do echo "$(kv "$k" "$line")" >>"$WORK/6.$name.$k"; done
+			echo "$cpu" >>"$WORK/6.$name.cpu"
 		done
 		order=("${order[@]:1}" "${order[0]}") # rotate: no variant always follows another
 	done
@@ -356,10 +382,18 @@ part6() {
 		read -r med lo hi n < <(ratio_stats "$WORK/6.$name.vs_bare")
 		record 6 "$name" vs_bare "$med"; record 6 "$name" vs_bare_lo "$lo"
 		record 6 "$name" vs_bare_hi "$hi"; record 6 "$name" rounds "$n"
+		record 6 "$name" cpu_us "$(median <"$WORK/6.$name.cpu")"
+		paste "$WORK/6.$name.cpu" "$WORK/6.bare.cpu" | awk '$2>0{print $1/$2}' >"$WORK/6.$name.cpu_vs_bare"
+		read -r med lo hi n < <(ratio_stats "$WORK/6.$name.cpu_vs_bare")
+		record 6 "$name" cpu_vs_bare "$med"; record 6 "$name" cpu_vs_bare_lo "$lo"
+		record 6 "$name" cpu_vs_bare_hi "$hi"
 	done
 	paste "$WORK/6.twin-noraf.rate" "$WORK/6.twin.rate" | awk '$2>0{print $1/$2}' >"$WORK/6.noraf.vs_twin"
 	read -r med lo hi n < <(ratio_stats "$WORK/6.noraf.vs_twin")
 	record 6 twin-noraf vs_twin "$med"; record 6 twin-noraf vs_twin_lo "$lo"; record 6 twin-noraf vs_twin_hi "$hi"
+	paste "$WORK/6.twin-noraf.cpu" "$WORK/6.twin.cpu" | awk '$2>0{print $1/$2}' >"$WORK/6.noraf.cpu_vs_twin"
+	read -r med lo hi n < <(ratio_stats "$WORK/6.noraf.cpu_vs_twin")
+	record 6 twin-noraf cpu_vs_twin "$med"; record 6 twin-noraf cpu_vs_twin_lo "$lo"; record 6 twin-noraf cpu_vs_twin_hi "$hi"
 	inside systemd-analyze security --no-pager u-twin@x.service >"$RAW/part6-security-twin.txt" 2>&1 || true
 	inside systemd-analyze security --no-pager u-twin-noraf@x.service >"$RAW/part6-security-twin-noraf.txt" 2>&1 || true
 	stop_nspawn
@@ -749,18 +783,25 @@ report() {
 			echo "\`[Socket]\`; *twin* is the shipped \`[Service]\`; *bare2* is bare again (the noise"
 			echo "floor). $(get 6 bare rounds) rounds of ${U_SECS:-2} s at ${U_CLIENTS:-2} clients, variants in an order"
 			echo "rotated each round; ratio = median over rounds of rate / bare's rate in the same"
-			echo "round, with its ~95% interval (order statistics). Units as run: \`raw/part6-units/\`."
+			echo "round, with its ~95% interval (order statistics). CPU is the whole container's"
+			echo "(PID 1, the connection processes it reaped, journald, ...) per connection, and"
+			echo "its ratio to bare's in the same round is the steadier figure on a shared"
+			echo "machine. Units as run: \`raw/part6-units/\`."
 			echo
-			echo "| variant | settings | conn/s | / bare | 95% interval | errors |"
-			echo "| --- | --- | ---: | ---: | --- | ---: |"
+			echo "| variant | settings | conn/s | rate / bare | 95% interval | CPU µs/conn | CPU / bare | 95% interval | errors |"
+			echo "| --- | --- | ---: | ---: | --- | ---: | ---: | --- | ---: |"
 			for v in "${U_VARIANTS[@]}"; do
 				n=${v%%|*}; set=${v#*|}
-				case $set in @twin) set="shipped [Service]" ;; @twin-noraf) set="shipped [Service] without RestrictAddressFamilies=" ;; "") set="-" ;; esac
+				case $set in @twin) set="shipped [Service]" ;; @twin*) set="shipped [Service] without ${set#@twin }" ;; "") set="-" ;; esac
 				echo "| $n | $(printf '%b' "$set" | tr '\n' ' ' | sed 's/ *$//; s/\[Unit\] //') | $(get 6 "$n" rate) |" \
-					"$(get 6 "$n" vs_bare) | $(get 6 "$n" vs_bare_lo)–$(get 6 "$n" vs_bare_hi) | $(get 6 "$n" errors) |"
+					"$(get 6 "$n" vs_bare) | $(get 6 "$n" vs_bare_lo)–$(get 6 "$n" vs_bare_hi) |" \
+					"$(get 6 "$n" cpu_us) | $(get 6 "$n" cpu_vs_bare) | $(get 6 "$n" cpu_vs_bare_lo)–$(get 6 "$n" cpu_vs_bare_hi) |" \
+					"$(get 6 "$n" errors) |"
 			done
 			echo
-			echo "twin-noraf / twin: $(get 6 twin-noraf vs_twin) ($(get 6 twin-noraf vs_twin_lo)–$(get 6 twin-noraf vs_twin_hi))."
+			echo "twin-noraf / twin: rate $(get 6 twin-noraf vs_twin) ($(get 6 twin-noraf vs_twin_lo)–$(get 6 twin-noraf vs_twin_hi)), CPU $(get 6 twin-noraf cpu_vs_twin) ($(get 6 twin-noraf cpu_vs_twin_lo)–$(get 6 twin-noraf cpu_vs_twin_hi))."
+			echo "\`systemd-analyze security\` in the container: twin $(sed -n 's/.*Overall exposure level for [^:]*: //p' "$RAW/part6-security-twin.txt" 2>/dev/null),"
+			echo "twin-noraf $(sed -n 's/.*Overall exposure level for [^:]*: //p' "$RAW/part6-security-twin-noraf.txt" 2>/dev/null)."
 		fi
 		echo
 		echo "## Targets (issue 12)"
