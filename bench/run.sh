@@ -305,7 +305,17 @@ U_VARIANTS=(
 	"twin-nortdir|@twin RuntimeDirectory"
 	"twin-nonnp-caps|@twin NoNewPrivileges CapabilityBoundingSet"
 	"twin-noumask|@twin UMask"
+	"twin-nosec|@twin RestrictAddressFamilies NoNewPrivileges CapabilityBoundingSet"
+	"twin-nosec-nortdir|@twin RestrictAddressFamilies NoNewPrivileges CapabilityBoundingSet RuntimeDirectory"
 )
+# U_ONLY="bare bare2 twin ..." runs only the variants named (bare always)
+if [ -n "${U_ONLY:-}" ]; then
+	_u=()
+	for _v in "${U_VARIANTS[@]}"; do
+		case " bare ${U_ONLY} " in *" ${_v%%|*} "*) _u+=("$_v") ;; esac
+	done
+	U_VARIANTS=("${_u[@]}")
+fi
 
 # container_cpu_us - CPU time (user+sys, µs) used so far by the processes of
 # the container: every process in CPID's PID namespace, plus what they
@@ -388,12 +398,18 @@ part6() {
 		record 6 "$name" cpu_vs_bare "$med"; record 6 "$name" cpu_vs_bare_lo "$lo"
 		record 6 "$name" cpu_vs_bare_hi "$hi"
 	done
-	paste "$WORK/6.twin-noraf.rate" "$WORK/6.twin.rate" | awk '$2>0{print $1/$2}' >"$WORK/6.noraf.vs_twin"
-	read -r med lo hi n < <(ratio_stats "$WORK/6.noraf.vs_twin")
-	record 6 twin-noraf vs_twin "$med"; record 6 twin-noraf vs_twin_lo "$lo"; record 6 twin-noraf vs_twin_hi "$hi"
-	paste "$WORK/6.twin-noraf.cpu" "$WORK/6.twin.cpu" | awk '$2>0{print $1/$2}' >"$WORK/6.noraf.cpu_vs_twin"
-	read -r med lo hi n < <(ratio_stats "$WORK/6.noraf.cpu_vs_twin")
-	record 6 twin-noraf cpu_vs_twin "$med"; record 6 twin-noraf cpu_vs_twin_lo "$lo"; record 6 twin-noraf cpu_vs_twin_hi "$hi"
+	# the shipped [Service] less some settings, against the shipped one
+	for v in "${ports[@]}"; do
+		name=${v%%:*}
+		case $name in twin-no*) ;; *) continue ;; esac
+		[ -s "$WORK/6.twin.cpu" ] || continue
+		paste "$WORK/6.$name.rate" "$WORK/6.twin.rate" | awk '$2>0{print $1/$2}' >"$WORK/6.$name.vs_twin"
+		read -r med lo hi n < <(ratio_stats "$WORK/6.$name.vs_twin")
+		record 6 "$name" vs_twin "$med"; record 6 "$name" vs_twin_lo "$lo"; record 6 "$name" vs_twin_hi "$hi"
+		paste "$WORK/6.$name.cpu" "$WORK/6.twin.cpu" | awk '$2>0{print $1/$2}' >"$WORK/6.$name.cpu_vs_twin"
+		read -r med lo hi n < <(ratio_stats "$WORK/6.$name.cpu_vs_twin")
+		record 6 "$name" cpu_vs_twin "$med"; record 6 "$name" cpu_vs_twin_lo "$lo"; record 6 "$name" cpu_vs_twin_hi "$hi"
+	done
 	inside systemd-analyze security --no-pager u-twin@x.service >"$RAW/part6-security-twin.txt" 2>&1 || true
 	inside systemd-analyze security --no-pager u-twin-noraf@x.service >"$RAW/part6-security-twin-noraf.txt" 2>&1 || true
 	stop_nspawn
@@ -799,7 +815,17 @@ report() {
 					"$(get 6 "$n" errors) |"
 			done
 			echo
-			echo "twin-noraf / twin: rate $(get 6 twin-noraf vs_twin) ($(get 6 twin-noraf vs_twin_lo)–$(get 6 twin-noraf vs_twin_hi)), CPU $(get 6 twin-noraf cpu_vs_twin) ($(get 6 twin-noraf cpu_vs_twin_lo)–$(get 6 twin-noraf cpu_vs_twin_hi))."
+			echo "The shipped \`[Service]\` less some settings, against the shipped one (paired per round):"
+			echo
+			echo "| variant | rate / twin | 95% interval | CPU / twin | 95% interval |"
+			echo "| --- | ---: | --- | ---: | --- |"
+			for v in "${U_VARIANTS[@]}"; do
+				n=${v%%|*}
+				case $n in twin-no*) ;; *) continue ;; esac
+				echo "| $n | $(get 6 "$n" vs_twin) | $(get 6 "$n" vs_twin_lo)–$(get 6 "$n" vs_twin_hi) |" \
+					"$(get 6 "$n" cpu_vs_twin) | $(get 6 "$n" cpu_vs_twin_lo)–$(get 6 "$n" cpu_vs_twin_hi) |"
+			done
+			echo
 			echo "\`systemd-analyze security\` in the container: twin $(sed -n 's/.*Overall exposure level for [^:]*: //p' "$RAW/part6-security-twin.txt" 2>/dev/null),"
 			echo "twin-noraf $(sed -n 's/.*Overall exposure level for [^:]*: //p' "$RAW/part6-security-twin-noraf.txt" 2>/dev/null)."
 		fi
