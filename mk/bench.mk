@@ -16,19 +16,24 @@ bench/wcload: bench/wcload.c | deps-build
 bench/trivial: bench/trivial.c | deps-build
 	$(CC) $(BENCH_CFLAGS) $(BENCH_LDFLAGS) -o $@ $<
 
+# The obvious implementation of the design card (issue 12), the peer whoconn
+# must beat: the shared libsqlite3, the same hardening flags.  Not installed.
+bench/naive: bench/naive.c | deps-build
+	$(CC) $(BENCH_CFLAGS) $(BENCH_LDFLAGS) -o $@ $< -lsqlite3
+
 bench-deps:
 	@scripts/ensure-deps $(DEPS_BENCH)
 
-bench: whoconn whoconn-noconfine bench/wcload bench/trivial bench-deps
+bench: whoconn whoconn-noconfine bench/wcload bench/trivial bench/naive bench-deps
 	BENCH_CMD="make bench" bench/run.sh
 
-bench-smoke: whoconn whoconn-noconfine bench/wcload bench/trivial bench-deps
+bench-smoke: whoconn whoconn-noconfine bench/wcload bench/trivial bench/naive bench-deps
 	@rm -rf bench/smoke.out
 	bench/run.sh --smoke --out bench/smoke.out
 	bench/check-smoke bench/smoke.out
 
 bench-clean:
-	rm -rf bench/wcload bench/trivial bench/smoke.out bench/raw bench/results.tsv
+	rm -rf bench/wcload bench/trivial bench/naive bench/smoke.out bench/raw bench/results.tsv
 
 CHECK_TARGETS += bench-smoke
 
