@@ -16,14 +16,19 @@ CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
            -DWHOCONN_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS ?=
 LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
-# SQLite and libuuid are linked statically: every shared object costs each
-# connection process the dynamic loader's work (README, "Decisions").
-# libsystemd is only dlopen()ed, when WHERE is first asked.
-LDLIBS   = -Wl,-Bstatic -lsqlite3 -luuid -Wl,-Bdynamic -lm
+# SQLite, libuuid and nettle are linked statically into every program:
+# each shared object costs a per-connection process the dynamic loader's
+# work (README, "Decisions").  whoconn itself is linked fully static, as a
+# static PIE (ASLR kept): no dynamic loader at all, -22 % instructions a
+# session (bench/NOTES.md, item 12).  It loads nothing at run time: WHERE's
+# id is derived without libsystemd (lib/serverid.c).
+LDLIBS   = -Wl,-Bstatic -lsqlite3 -luuid -lnettle -Wl,-Bdynamic -lm
+STATIC_LDFLAGS = -static-pie -Wl,-z,relro,-z,now
+STATIC_LDLIBS  = -lsqlite3 -luuid -lnettle -lm
 
 # What each target needs from Debian; scripts/ensure-deps installs what is
 # missing when run as root, or prints the apt-get line and stops.
-DEPS_BUILD = gcc make pkg-config libsqlite3-dev libsystemd-dev uuid-dev
+DEPS_BUILD = gcc make pkg-config libsqlite3-dev libsystemd-dev uuid-dev nettle-dev
 DEPS_RUN   = systemd
 DEPS_CHECK = bats python3 sqlite3 systemd netcat-openbsd procps
 
@@ -43,14 +48,14 @@ WHOCONN_OBJS = whoconn.o $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 whoconn: $(WHOCONN_OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(WHOCONN_OBJS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(STATIC_LDFLAGS) -o $@ $(WHOCONN_OBJS) $(STATIC_LDLIBS)
 
 # The same program without Landlock and seccomp, for valgrind and callgrind
 # only: valgrind makes its own system calls, which the filter would deny.
 lib/confine-noconfine.o: lib/confine.c | deps-build
 	$(CC) $(CFLAGS) -DWHOCONN_NO_CONFINE -c -o $@ $<
 whoconn-noconfine: whoconn.o $(LIB_SESSION) lib/confine-noconfine.o lib/drain.o lib/cli.o
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(STATIC_LDFLAGS) -o $@ $^ $(STATIC_LDLIBS)
 
 -include $(wildcard *.d lib/*.d tests/*.d scripts/*.d)
 

@@ -2,7 +2,7 @@
 # fault tests (tests/cluster.bats, run by `bats tests/` in `make check`).
 # See DESIGN.md and docs/cluster.md.
 
-SYNC_PKGS = libsystemd sqlite3 uuid libcurl jansson libcrypto
+SYNC_PKGS = libsystemd sqlite3 uuid libcurl jansson libcrypto nettle
 # The agent is one long-running process: unlike whoconn, it may link
 # shared libraries freely.  It links the same registry module as whoconn,
 # so the schema, the liveness check and the sweep have one definition.

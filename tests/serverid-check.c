@@ -33,7 +33,7 @@
 
 #include <systemd/sd-id128.h>
 
-#include "../serverid.h"
+#include "../lib/serverid.h"
 #include "../whoconn.h"
 
 static int parse_hex(const char *s, uint8_t out[SERVERID_BYTES]) {
