@@ -12,8 +12,8 @@
  * is what the peer sends.  Flags: bit 0 ends the input with EOF, bit 1
  * makes the session go quiet between chunks (closes its SQLite handle and
  * watches the directory, as a held connection does), bit 2 lets WHERE
- * derive the id from the machine id (dlopen of libsystemd, slow, so only
- * when asked).
+ * derive the id from the machine id (lib/serverid.c: reads /etc/machine-id,
+ * so only when asked).
  *
  * Besides the sanitizers, each run checks the replies against the protocol
  * (an oracle, so wrong answers are found, not only crashes):

@@ -10,7 +10,7 @@
  *
  * The list is what a connection process needs after start-up (see
  * confine() in whoconn.c): SQLite on its registry files, reading
- * liveness locks, the journal datagram, dlopen() of libsystemd for WHERE, the session's I/O and
+ * liveness locks, the journal datagram, /etc/machine-id for WHERE, the session's I/O and
  * signals.  Everything else fails with EPERM: a denied call is an error the
  * code already handles, never a silent success.
  *
