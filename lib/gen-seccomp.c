@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <linux/filter.h>
 #include <seccomp.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +35,11 @@ static const char *const allowed[] = {
     "clock_gettime", "clock_getres", "gettimeofday", "time", "nanosleep",
     "clock_nanosleep", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn",
     "restart_syscall", "exit", "exit_group", "getpid", "gettid", "getppid",
-    /* identity queries (SQLite and libsystemd ask; they change nothing) */
+    /* identity queries (SQLite and glibc ask; they change nothing) */
     "getuid", "geteuid", "getgid", "getegid", "uname",
-    /* memory */
-    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
-    /* files: the registry (and -wal, -shm), the lock files, libsystemd,
+    /* memory (mmap and mprotect: never executable, see build()) */
+    "brk", "munmap", "mremap", "madvise",
+    /* files: the registry (and -wal, -shm), the lock files,
      * /etc/machine-id.  Where writes may go is Landlock's job, not this
      * filter's: unix permissions and Landlock confine the paths. */
     "openat", "open", "close", "fstat", "newfstatat", "stat", "lstat", "statx",
@@ -51,7 +52,7 @@ static const char *const allowed[] = {
     /* the journal entry: a datagram to journald (socket() is AF_UNIX only,
      * see build()) */
     "sendmsg", "sendto",
-    /* locks and threads as used by glibc, SQLite and libsystemd */
+    /* locks and threads as used by glibc and SQLite */
     "futex", "set_robust_list", "rseq", "sched_yield", "getrandom",
     /* abort() on a failed assertion must still be able to raise SIGABRT */
     "tgkill",
@@ -74,9 +75,14 @@ static int build(scmp_filter_ctx ctx) {
                          SCMP_A1(SCMP_CMP_EQ, SOCK_DGRAM | SOCK_CLOEXEC));
     if (r < 0)
         return r;
-    /* libsystemd reads the capability bounding set; no other prctl. */
-    r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                         SCMP_A0(SCMP_CMP_EQ, PR_CAPBSET_READ));
+    /* Memory is never made executable once confined, what systemd's
+     * MemoryDenyWriteExecute= does for a unit: whoconn is one static binary
+     * that loads nothing (mremap keeps a mapping's protection). */
+    r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+                         SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+                             SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     return r < 0 ? r : 0;
 }
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -73,6 +74,25 @@ static int try_read(const char *path) {
     return n < 0 ? -errno : 0;
 }
 
+/* Tries to get memory that is writable and executable, or to make
+ * writable memory executable, as injected code would need. */
+static int try_map_exec(void) {
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    munmap(p, 4096);
+    return 0;
+}
+
+static int try_mprotect_exec(void) {
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    int r = mprotect(p, 4096, PROT_READ | PROT_EXEC) < 0 ? -errno : 0;
+    munmap(p, 4096);
+    return r;
+}
+
 static int probe(const char *db) {
     char dir[4096], path[4200];
     int r = confine(db);
@@ -102,6 +122,8 @@ static int probe(const char *db) {
     report("setuid(0)", setuid(0) < 0 ? -errno : 0);
     report("read /proc/1/stat", try_read("/proc/1/stat"));
     report("read /etc/machine-id", try_read("/etc/machine-id"));
+    report("map writable and executable memory", try_map_exec());
+    report("make memory executable", try_mprotect_exec());
     /* Must land in the journal, never on the connection (fd 1). */
     log_msg(LOG_INFO, "confine-probe: this line goes to stderr");
     /* Last: had it worked, /bin/true would replace the probe and the line

@@ -375,7 +375,7 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[[ "${lines[1]}" =~ ^peer=127\.0\.0\.1:[0-9]+\ .*\ end=invalid-byte$ ]]
 }
 
-@test "a probe confined exactly like a connection can write only in the registry directory and can neither fork, exec nor open network sockets" {
+@test "a probe confined exactly like a connection can write only in the registry directory and can neither fork, exec, make memory executable nor open network sockets" {
 	cursor=$(journal_cursor)
 	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
 		printf "[Service]\nExecStart=\nExecStart=/src/tests/confine-probe\n" \
@@ -400,8 +400,10 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[ "${lines[12]}" = "setuid(0): denied (Operation not permitted)" ]
 	[ "${lines[13]}" = "read /proc/1/stat: allowed" ]
 	[ "${lines[14]}" = "read /etc/machine-id: allowed" ]
-	[ "${lines[15]}" = "execute /bin/true: denied (Operation not permitted)" ]
-	[ "${#lines[@]}" -eq 16 ]
+	[ "${lines[15]}" = "map writable and executable memory: denied (Operation not permitted)" ]
+	[ "${lines[16]}" = "make memory executable: denied (Operation not permitted)" ]
+	[ "${lines[17]}" = "execute /bin/true: denied (Operation not permitted)" ]
+	[ "${#lines[@]}" -eq 18 ]
 	[ "$stderr" = "end=eof" ]
 	# its stderr went to the journal, not to the client
 	for _ in $(seq 100); do
