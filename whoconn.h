@@ -43,7 +43,9 @@
  * handle open while it is busy and closes it once it has been quiet this
  * long: short sessions open the registry once, held connections hold no
  * lock on the -shm file (see reg_idle()). */
+#ifndef WHOCONN_HANDLE_IDLE_MS
 #define WHOCONN_HANDLE_IDLE_MS 100
+#endif
 
 /* After the registry was deleted or replaced, every held connection
  * registers again in the new file; they spread it over this long, by PID,
@@ -76,8 +78,12 @@
  * doubling up to BUSY_SLEEP_MAX_US.  SQLite's default handler sleeps 1 ms,
  * then 2, 5, 10 ms...: far longer than the few microseconds a holder keeps
  * the lock, so under contention every session would idle for milliseconds. */
+#ifndef WHOCONN_BUSY_SLEEP_MIN_US
 #define WHOCONN_BUSY_SLEEP_MIN_US 20
+#endif
+#ifndef WHOCONN_BUSY_SLEEP_MAX_US
 #define WHOCONN_BUSY_SLEEP_MAX_US 1000
+#endif
 
 /* SQLite checkpoints the WAL into the database after a commit that leaves
  * it this many pages long (its default is 1000).  Each session writes two
@@ -85,7 +91,9 @@
  * each checkpoint to a few page copies (tens of microseconds, paid by the
  * one committing session) and the -wal file small.  JOURNAL_LIMIT caps what
  * the -wal file keeps on disk once checkpointed (journal_size_limit). */
+#ifndef WHOCONN_WAL_AUTOCHECKPOINT
 #define WHOCONN_WAL_AUTOCHECKPOINT 200
+#endif
 #define WHOCONN_WAL_LIMIT_BYTES 1048576 /* spelled out: pasted into SQL */
 
 /* After the last reply before a close (QUIT, protocol error), input the peer
