@@ -12,7 +12,9 @@
  *       one probe line answered.  With -W (whoconn only) it then checks that
  *       WHO is exact (N on a held connection, N+1 on a fresh one).  It times
  *       SAMPLES WHO requests on held connections and SAMPLES fresh
- *       connect-WHO-close sessions (with -W, each answer must be exact).  Then it creates READYFILE and holds
+ *       connect-WHO-close sessions (with -W, each answer must be exact; after
+ *       each closed fresh connection it waits, untimed, until its process
+ *       has left the count).  Then it creates READYFILE and holds
  *       until SECONDS have passed or SIGTERM.
  *
  *   wcload spawn [-n COUNT] [-m LINE] -- PROGRAM [ARG...]
@@ -342,6 +344,21 @@ static int who_on(int fd, long long *ret) {
     return errno || end == buf || *end != '\n' ? -EPROTO : 0;
 }
 
+/* A connection we closed leaves the count when its process exits, which is
+ * after our close: waits (bounded, untimed) until WHO on the held fd says n
+ * again, so the next exact check does not race that exit. */
+static int settle(int fd, long n) {
+    int64_t end = now_us() + 2000000;
+    long long c = -1;
+
+    while (now_us() < end) {
+        if (who_on(fd, &c) == 0 && c == n)
+            return 0;
+        usleep(1000);
+    }
+    return -ETIMEDOUT;
+}
+
 static void print_lat(const char *name, int64_t *v, size_t n) {
     qsort(v, n, sizeof *v, cmp_i64);
     printf("%s_n=%zu %s_p50_us=%lld %s_p99_us=%lld %s_max_us=%lld ", name, n, name,
@@ -391,7 +408,7 @@ static int run_hold(long n, long seconds, long samples, const char *ready, bool 
         }
         printf("who_held=%lld who_fresh=%lld who_exact=%s ", held_count, fresh_count,
                held_count == n && fresh_count == n + 1 ? "yes" : "no");
-        if (err || held_count != n || fresh_count != n + 1)
+        if (err || held_count != n || fresh_count != n + 1 || settle(fds[0], n) < 0)
             status = 1;
     }
     /* WHO on held connections, spread over them: the query alone.  Without
@@ -420,6 +437,8 @@ static int run_hold(long n, long seconds, long samples, const char *ready, bool 
             continue;
         }
         lat[k++] = now_us() - s;
+        if (who && settle(fds[0], n) < 0)
+            status = 1;
     }
     print_lat("who_fresh", lat, k);
     printf("status=%s\n", status ? "fail" : "ok");
