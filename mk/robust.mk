@@ -105,7 +105,7 @@ check-valgrind: whoconn-noconfine | deps-robust
 
 # clang-tidy reads .clang-tidy; cppcheck's few justified suppressions are
 # in .cppcheck-suppressions.  Both cover the harness too.
-LINT_SOURCES = whoconn.c fuzz/fuzz_session.c robust/sanitizer-options.c
+LINT_SOURCES = whoconn.c serverid.c fuzz/fuzz_session.c robust/sanitizer-options.c
 LINT_DEFS    = -std=c11 -DWHOCONN_VERSION='"$(VERSION)"' -DWHOCONN_SAN_LOG='"x"' \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
@@ -118,7 +118,7 @@ check-cppcheck: | deps-robust
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
 		-D__GNUC__ --include=robust/cppcheck-defs.h -DWHOCONN_SAN_LOG='"x"' -I. --library=posix \
-		whoconn.c robust/sanitizer-options.c
+		whoconn.c serverid.c robust/sanitizer-options.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
 		-D__GNUC__ --include=robust/cppcheck-defs.h -I. --library=posix fuzz/fuzz_session.c
