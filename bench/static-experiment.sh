@@ -11,9 +11,11 @@
 # prints callgrind instructions of one connect-WHO-close and one
 # connect-WHY-close session (systemd-socket-activate, the registry copied
 # fresh from one warm template each run, so every run sees the same file),
-# of one WHERE over a pipe, and `wcload spawn` CPU per run, interleaved
-# rounds, as ratios to A.  Needs `make whoconn bench/wcload` first.
-# Bounded: SPAWN_N (300) spawns per variant and round, ROUNDS (5) rounds.
+# of one WHERE over a pipe, `wcload spawn` CPU per run and the rate under
+# systemd-socket-activate (127.0.0.1), interleaved rounds, as ratios to A.
+# Needs `make whoconn bench/wcload` first.  Bounded: SPAWN_N (300) spawns
+# per variant and round, ROUNDS (5) rounds, RATE_SECS (2) s per rate run at
+# RATE_CLIENTS ("1 2 8") clients.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 D=${1:-$(mktemp -d /tmp/whoconn-static.XXXXXX)}
@@ -124,4 +126,37 @@ awk '{for(i=1;i<=NF;i++){split($i,a,"="); k[a[1]]=a[2]} c[k["round"]" "k["varian
 		med=(c%2)?v[k,(c+1)/2]:(v[k,c/2]+v[k,c/2+1])/2
 		printf "  %s/A CPU median %.3f (%.3f..%.3f), minor faults %s\n", k, med, v[k,1], v[k,c], fl[k]}}' | sort
 sed 's/^/  /' spawn.err
+echo "rate under systemd-socket-activate, connect-WHO-close, $ROUNDS interleaved rounds of ${RATE_SECS:=2} s:"
+declare -A port
+lpids=()
+for v in $VARIANTS; do
+	port[$v]=$(free_port)
+	mkdir -p "/dev/shm/whoconn-static-$$-$v"
+	systemd-socket-activate -l "127.0.0.1:${port[$v]}" --inetd -a \
+		-E WHOCONN_DB="/dev/shm/whoconn-static-$$-$v/registry.db" "./whoconn-$v" 2>>"$D/launcher.log" &
+	lpids+=($!)
+done
+for v in $VARIANTS; do
+	for _ in $(seq 100); do nc -z 127.0.0.1 "${port[$v]}" 2>/dev/null && break; sleep 0.05; done
+	"$WCLOAD" rate -p "${port[$v]}" -c 1 -n 1 -t 5 >/dev/null 2>&1 || true
+done
+: >rates.txt
+for c in ${RATE_CLIENTS:-1 2 8}; do
+	for r in $(seq "$ROUNDS"); do
+		for v in $VARIANTS; do
+			echo "c=$c round=$r v=$v $("$WCLOAD" rate -p "${port[$v]}" -c "$c" -t "$RATE_SECS" -n 100000 2>/dev/null || true)" >>rates.txt
+		done
+	done
+done
+for p in "${lpids[@]}"; do kill "$p" 2>/dev/null || true; done
+wait "${lpids[@]}" 2>/dev/null || true
+rm -rf "/dev/shm/whoconn-static-$$-"*
+awk '{for(i=1;i<=NF;i++){split($i,a,"="); k[a[1]]=a[2]} x[k["c"]" "k["round"]" "k["v"]]=k["rate"]; e+=k["errors"]
+	C[k["c"]]=1; if(k["round"]>R)R=k["round"]}
+	END{for(c in C) for(r=1;r<=R;r++){A=x[c" "r" A"]; if(A>0) printf "%s %s %.4f\n%s %s %.4f\n%s %s %.4f\n",
+		c, "B", x[c" "r" B"]/A, c, "S", x[c" "r" S"]/A, c, "SP", x[c" "r" SP"]/A}
+	print "errors - " e+0 > "/dev/stderr"}' rates.txt 2>rates.err | sort -k1,1n -k2,2 -k3g |
+	awk '{k=$1" clients "$2; v[k,++n[k]]=$3} END{for(k in n){c=n[k]; med=(c%2)?v[k,(c+1)/2]:(v[k,c/2]+v[k,c/2+1])/2
+		printf "  %s/A rate median %.3f (%.3f..%.3f)\n", k, med, v[k,1], v[k,c]}}' | sort -n
+sed 's/^/  /' rates.err
 echo "scratch copy and raw output: $D"

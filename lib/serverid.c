@@ -3,7 +3,7 @@
  * systemd reads it, HMAC-SHA256 (nettle) over the application id, made a v4
  * UUID.  The contract, and the systemd source it follows, is in serverid.h.
  */
-#define _DEFAULT_SOURCE /* explicit_bzero */
+#define _GNU_SOURCE /* explicit_bzero */
 #include "serverid.h"
 
 #include <errno.h>
@@ -20,7 +20,7 @@
 /* libsystemd reads one byte more than the longest form it accepts (a UUID
  * and LF, 37 bytes), so that anything longer is seen to be too long. */
 #define SERVERID_READ_MAX 38
-#define SERVERID_HEX_LEN (2 * SERVERID_BYTES)
+#define SERVERID_HEX_LEN ((size_t)2 * SERVERID_BYTES)
 #define SERVERID_UNINIT "uninitialized\n"
 
 static int hexval(char c) {

@@ -37,13 +37,11 @@
 #include "../whoconn.h"
 
 static int parse_hex(const char *s, uint8_t out[SERVERID_BYTES]) {
-    if (strlen(s) != 2 * SERVERID_BYTES)
+    if (strlen(s) != (size_t)2 * SERVERID_BYTES || strspn(s, "0123456789abcdefABCDEF") != strlen(s))
         return -EINVAL;
     for (size_t i = 0; i < SERVERID_BYTES; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -EINVAL;
-        out[i] = (uint8_t)v;
+        char byte[3] = {s[2 * i], s[2 * i + 1], '\0'};
+        out[i] = (uint8_t)strtoul(byte, NULL, 16);
     }
     return 0;
 }

@@ -416,6 +416,34 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[ "${lines[0]}" = "42" ]
 }
 
+@test "without the unit's RestrictAddressFamilies= and NoNewPrivileges=, the probe is denied the same: the process confines itself" {
+	# bench/NOTES.md item 13 recommends dropping RestrictAddressFamilies=
+	# from the unit (it costs ~5 % of systemd's CPU per connection): this
+	# proves the in-process filter alone denies what it denied
+	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
+		printf "[Service]\nExecStart=\nExecStart=/src/tests/confine-probe\nRestrictAddressFamilies=\nNoNewPrivileges=no\n" \
+			>/etc/systemd/system/whoconn@.service.d/probe.conf
+		systemctl daemon-reload'
+	# no family restriction is shown as an empty deny list, "~"
+	run -0 inside systemctl show -p RestrictAddressFamilies --value whoconn@x.service
+	[ "$output" = "~" ]
+	run -0 inside systemctl show -p NoNewPrivileges --value whoconn@x.service
+	[ "$output" = "no" ]
+	run --separate-stderr client send ''
+	inside_sh 'rm -r /etc/systemd/system/whoconn@.service.d; systemctl daemon-reload'
+	printf '%s\n' "${lines[@]}"
+	[ "$status" -eq 0 ]
+	[ "${lines[6]}" = "fork: denied (Operation not permitted)" ]
+	[ "${lines[7]}" = "open an AF_INET socket: denied (Operation not permitted)" ]
+	[ "${lines[8]}" = "open an AF_INET6 socket: denied (Operation not permitted)" ]
+	[ "${lines[9]}" = "open an AF_UNIX stream socket: denied (Operation not permitted)" ]
+	[ "${lines[10]}" = "open an AF_UNIX datagram socket (for journald): allowed" ]
+	[ "${lines[11]}" = "open an AF_NETLINK socket: denied (Operation not permitted)" ]
+	[ "${lines[12]}" = "setuid(0): denied (Operation not permitted)" ]
+	[ "${lines[15]}" = "execute /bin/true: denied (Operation not permitted)" ]
+	[ "${#lines[@]}" -eq 16 ]
+}
+
 @test "the make-installed units pass systemd-analyze verify, man page included" {
 	# the container's /etc is a fresh tmpfs: give man-db its configuration
 	inside sh -c 'cat >/etc/manpath.config' </etc/manpath.config
