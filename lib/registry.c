@@ -352,6 +352,8 @@ static void reg_remove_leftovers(const char *path) {
     if (!d)
         return;
     size_t plen = strlen(name);
+    /* single-threaded; glibc deprecates readdir_r() */
+    // cppcheck-suppress readdirCalled
     for (struct dirent *e; (e = readdir(d));)
         if (strncmp(e->d_name, name, plen) == 0)
             unlinkat(dirfd(d), e->d_name, 0);

@@ -139,7 +139,7 @@ _Static_assert(UUID_STR_LEN == SERVERID_STRING_MAX, "one length for a UUID strin
 
 int server_id_derive(char out[UUID_STR_LEN]) {
     static const sd_id128_t app = WHOCONN_APP_ID;
-    uint8_t id[SERVERID_BYTES];
+    uint8_t id[SERVERID_BYTES] = {0};
     int r = serverid_get(app.bytes, id);
 
     if (r < 0)
