@@ -156,25 +156,12 @@ static int connect_target(void) {
 
 /* One session: connect, send the request, read one reply line, close.
  * Stores the reply in buf.  Returns 0 or a negative errno. */
-static int session(char *buf, size_t size) {
-    int fd = connect_target();
-    if (fd < 0)
-        return fd;
-    int err = write_all(fd, request, request_len);
-    if (err == 0) {
-        ssize_t n = read_line(fd, buf, size, WCLOAD_IO_TIMEOUT_MS);
-        err = n < 0 ? (int)n : reply_ok(buf, (size_t)n) ? 0 : -EPROTO;
-    }
-    close(fd);
-    return err;
-}
-
 /* One fresh connect-WHO session that ends only once the server has: the
  * client half-closes after the reply and waits for the server's EOF, which
  * whoconn sends after it has unregistered.  So the next fresh WHO no longer
  * counts this one (whoconn counts a connection until its process ends).
- * *lat_us is connect to reply. */
-static int session_to_end(char *buf, size_t size, int64_t *lat_us) {
+ * *lat_us is connect to reply.  Without to_end it closes at once. */
+static int session_ex(char *buf, size_t size, int64_t *lat_us, bool to_end) {
     int64_t t0 = now_us();
     int fd = connect_target();
     if (fd < 0)
@@ -185,7 +172,7 @@ static int session_to_end(char *buf, size_t size, int64_t *lat_us) {
         err = n < 0 ? (int)n : reply_ok(buf, (size_t)n) ? 0 : -EPROTO;
     }
     *lat_us = now_us() - t0;
-    if (err == 0 && shutdown(fd, SHUT_WR) == 0) {
+    if (to_end && err == 0 && shutdown(fd, SHUT_WR) == 0) {
         char tail[64];
         struct pollfd p = {.fd = fd, .events = POLLIN};
         while (poll(&p, 1, WCLOAD_IO_TIMEOUT_MS) == 1 && read(fd, tail, sizeof tail) > 0)
@@ -193,6 +180,16 @@ static int session_to_end(char *buf, size_t size, int64_t *lat_us) {
     }
     close(fd);
     return err;
+}
+
+static int session_to_end(char *buf, size_t size, int64_t *lat_us) {
+    return session_ex(buf, size, lat_us, true);
+}
+
+/* One connect-request-reply-close session. */
+static int session(char *buf, size_t size) {
+    int64_t lat;
+    return session_ex(buf, size, &lat, false);
 }
 
 static int cmp_i64(const void *a, const void *b) {

@@ -105,7 +105,9 @@ static int probe(const char *db) {
     char *d = dirname(dir);
     snprintf(path, sizeof path, "%s/probe.tmp", d);
     report("create a file in the registry directory", try_create(path));
-    snprintf(path, sizeof path, "%s/probe.dir", d);
+    /* Landlock allows no rmdir here (a connection never removes one), so
+     * each probe makes its own: a second probe would find the first's. */
+    snprintf(path, sizeof path, "%s/probe.dir.%ld", d, (long)getpid());
     report("mkdir in the registry directory", mkdir(path, 0700) < 0 ? -errno : (rmdir(path), 0));
     report("mkdir /tmp/whoconn-probe.dir",
            mkdir("/tmp/whoconn-probe.dir", 0700) < 0 ? -errno : (rmdir("/tmp/whoconn-probe.dir"), 0));
