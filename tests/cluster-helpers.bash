@@ -259,8 +259,11 @@ cluster_up() {
 	return 1
 }
 
-# leader - the host (1-3) whose etcd member leads, as seen by host $1.
-leader() {
+# leader [N] - the host (1-3) of the etcd leader, asked from host N.  An
+# endpoint that does not answer in time (a member still starting) makes
+# etcdctl fail as a whole: ask again, for up to 5 s, so that a test never
+# takes "no answer" for "not the leader".
+leader_once() {
 	ECTL_EPS="$(scheme)://$(addr 1):2379,$(scheme)://$(addr 2):2379,$(scheme)://$(addr 3):2379" ectl "${1:-1}" \
 		endpoint status -w json 2>/dev/null | python3 -c '
 import json, sys
@@ -269,6 +272,16 @@ for s in json.load(sys.stdin):
     if st["header"]["member_id"] == st["leader"]:
         print(s["Endpoint"].split(".")[3].split(":")[0])
         break'
+}
+
+leader() {
+	local l
+	for _ in $(seq 25); do
+		l=$(leader_once "$@" || true)
+		[ -n "$l" ] && { echo "$l"; return 0; }
+		sleep 0.2
+	done
+	return 1
 }
 
 # cl_hold N COUNT - COUNT clients held open on host N until the test ends.

@@ -242,6 +242,7 @@ kill_and_check() {
 	up
 	local l v
 	l=$(leader 1)
+	[ -n "$l" ]
 	v=$(( l == 3 ? 2 : 3 )) # a follower: the leader case is the next test
 	kill_and_check "$v" $((CL_TTL + 1)) failover-follower
 }
@@ -261,6 +262,7 @@ kill_and_check() {
 	up
 	local l v n
 	l=$(leader 1)
+	[ -n "$l" ]
 	v=$(( l == 3 ? 2 : 3 ))
 	cl_hold 1 2
 	cl_hold 2 3
