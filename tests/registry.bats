@@ -176,8 +176,8 @@ teardown() {
 @test "a registry deleted with its -wal left behind is recreated empty, not from the old WAL" {
 	db="$BATS_TEST_TMPDIR/registry.db"
 	run -0 stdio 'WHO\n'
-	# a change that lives only in the WAL, as whoconn leaves it (no
-	# checkpoint on close)
+	# a change that lives only in the WAL, as a process killed before its
+	# close (and its checkpoint) leaves it
 	sqlite3 "$db" ".dbconfig no_ckpt_on_close on" "INSERT INTO meta VALUES('marker', 1)" >/dev/null
 	[ -s "$db-wal" ]
 	rm "$db"
