@@ -178,15 +178,6 @@ struct agent {
 
 static volatile sig_atomic_t sync_signal;
 
-static void sync_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sync_log(int prio, const char *fmt, ...) {
-    va_list ap;
-
-    va_start(ap, fmt);
-    log_vmsg(prio, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- small helpers ----------------------------------------------------- */
 
 static int buf_append(struct buf *b, const char *data, size_t n, size_t max) {
@@ -491,7 +482,7 @@ static void etcd_outcome(struct agent *a, int err, const char *what) {
 
     if (err == 0) {
         if (a->etcd_err != 0)
-            sync_log(LOG_NOTICE, "etcd reachable again at %s", a->endpoints[a->ep]);
+            log_msg(LOG_NOTICE, "etcd reachable again at %s", a->endpoints[a->ep]);
         a->etcd_err = 0;
         a->etcd_logged = 0;
         return;
@@ -502,7 +493,7 @@ static void etcd_outcome(struct agent *a, int err, const char *what) {
     /* each kind of failure once per outage: a member that was still
      * starting ("timed out") must not hide a certificate it refuses */
     if (!(a->etcd_logged & kind))
-        sync_log(LOG_WARNING,
+        log_msg(LOG_WARNING,
                  "etcd %s at %s: %s; this server keeps counting its peers for at "
                  "most %u s after the last confirmation",
                  what, a->endpoints[a->ep], etcd_strerror(a, err), a->staleness);
@@ -620,7 +611,7 @@ static void view_apply(struct agent *a, json_t *kv, bool deleted) {
     if (i == a->npeers) {
         if (a->npeers == SYNC_PEERS_MAX) {
             if (!a->peers_full_logged)
-                sync_log(LOG_ERR, "more than %d servers under %s: the others are not counted",
+                log_msg(LOG_ERR, "more than %d servers under %s: the others are not counted",
                          SYNC_PEERS_MAX, SYNC_PREFIX);
             a->peers_full_logged = true;
             return;
@@ -799,12 +790,12 @@ static int watch_start(struct agent *a) {
 static void reg_outcome(struct agent *a, int err, const char *what) {
     if (err == 0) {
         if (a->reg_err)
-            sync_log(LOG_NOTICE, "registry %s usable again", a->db);
+            log_msg(LOG_NOTICE, "registry %s usable again", a->db);
         a->reg_err = 0;
         return;
     }
     if (err != a->reg_err)
-        sync_log(LOG_ERR, "registry %s: %s: %s", what, a->db, reg_strerror(err));
+        log_msg(LOG_ERR, "registry %s: %s: %s", what, a->db, reg_strerror(err));
     a->reg_err = err;
     reg_close(&a->reg); /* reopened afresh on the next poll */
 }
@@ -834,7 +825,7 @@ static void step_lease(struct agent *a, int64_t now) {
     } else {
         err = lease_keepalive(a);
         if (err == -ENOLINK) {
-            sync_log(LOG_WARNING, "lease %llx expired in etcd; granting a new one", a->lease);
+            log_msg(LOG_WARNING, "lease %llx expired in etcd; granting a new one", a->lease);
             a->lease = 0;
             a->lease_at = now;
             return;
@@ -891,7 +882,7 @@ static void step_watch_done(struct agent *a, int64_t now) {
     while ((m = curl_multi_info_read(a->multi, &left)))
         if (m->msg == CURLMSG_DONE && m->easy_handle == a->watch) {
             if (a->watch_synced)
-                sync_log(LOG_NOTICE, "etcd watch at %s ended; reading the counts again",
+                log_msg(LOG_NOTICE, "etcd watch at %s ended; reading the counts again",
                          a->endpoints[a->ep]);
             watch_stop(a);
             a->watch_at = now + SYNC_RETRY_MS;
@@ -908,7 +899,7 @@ static void step_peers(struct agent *a) {
     if (a->last_ok == 0)
         return;
     if (a->rows_live && boot >= a->written_base + (int64_t)a->staleness * 1000) {
-        sync_log(LOG_WARNING,
+        log_msg(LOG_WARNING,
                  "no etcd quorum confirmed for %u s: WHO now counts only this server's clients",
                  a->staleness);
         a->rows_live = false;
@@ -922,7 +913,7 @@ static void step_peers(struct agent *a) {
     if (err < 0)
         return;
     if (!a->rows_live && a->written_base != 0)
-        sync_log(LOG_NOTICE, "counting %d peer server(s) again", a->npeers);
+        log_msg(LOG_NOTICE, "counting %d peer server(s) again", a->npeers);
     a->written_npeers = a->npeers;
     a->written_sum = 0;
     for (int i = 0; i < a->npeers; i++)
@@ -1271,7 +1262,7 @@ int main(int argc, char **argv) {
     a.http = curl_easy_init();
     a.multi = curl_multi_init();
     if (!a.http || !a.multi || headers_build(&a) < 0) {
-        sync_log(LOG_ERR, "out of memory");
+        log_msg(LOG_ERR, "out of memory");
         return SYNC_EXIT_SOFTWARE;
     }
     http_setup(&a, a.http);
@@ -1282,7 +1273,7 @@ int main(int argc, char **argv) {
     reg_setup(&a.reg, a.db, 0); /* pid 0: the agent holds no connection row */
     a.reg.busy_timeout_ms = SYNC_BUSY_TIMEOUT_MS;
     a.local = a.published = -1;
-    sync_log(LOG_INFO,
+    log_msg(LOG_INFO,
              "server %s, registry %s, etcd %s%s, lease TTL %u s, staleness bound %u s%s%s%s%s", a.id,
              a.db, a.endpoints[0], a.nendpoints > 1 ? " and others" : "", a.ttl, a.staleness,
              a.cert_file ? ", client certificate " : "", a.cert_file ? a.cert_file : "",
@@ -1326,11 +1317,11 @@ int main(int argc, char **argv) {
     /* A planned stop is exact for the others: the key goes with the lease. */
     r = a.lease ? lease_revoke(&a) : -ENOLINK;
     if (r == 0)
-        sync_log(LOG_INFO, "stopping on signal %d; lease revoked, the other servers no longer "
+        log_msg(LOG_INFO, "stopping on signal %d; lease revoked, the other servers no longer "
                            "count this server's clients",
                  (int)sync_signal);
     else
-        sync_log(LOG_WARNING, "stopping on signal %d; lease not revoked (%s): the other servers "
+        log_msg(LOG_WARNING, "stopping on signal %d; lease not revoked (%s): the other servers "
                               "drop this server's clients after the lease TTL (%u s)",
                  (int)sync_signal, r == -ENOLINK ? "none granted" : etcd_strerror(&a, r), a.ttl);
     buf_free(&a.wbody);

@@ -60,9 +60,14 @@ static volatile sig_atomic_t got_signal;
  * reading fd 0 or writing fd 1 gives EBADF (exit 74), logs are dropped. */
 static void std_fds_guard(void) {
     static const int modes[3] = {O_WRONLY, O_RDONLY, O_WRONLY};
+    /* one system call for all three, on every connection: a closed fd
+     * polls as POLLNVAL */
+    struct pollfd p[3] = {{.fd = 0}, {.fd = 1}, {.fd = 2}};
 
+    if (poll(p, 3, 0) <= 0)
+        return;
     for (int fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+        if (p[fd].revents & POLLNVAL)
             open("/dev/null", modes[fd] | O_CLOEXEC); /* lowest free fd: this one */
 }
 
@@ -155,7 +160,16 @@ static void log_session(const struct peer *p, const struct session *s, int64_t d
 static void session_register(struct session *s, int64_t now, int64_t *retry_at) {
     if (s->reg.registered)
         return;
+    s->reg.register_tried = false; /* a new attempt, for this batch */
     *retry_at = reg_register(&s->reg) < 0 ? now + WHOCONN_RETRY_MS : INT64_MAX;
+}
+
+/* After a change in the registry's directory: if our file moved, register
+ * again soon, spread by PID (every held connection got the same signal,
+ * and each re-registers with a write). */
+static void session_check_moved(struct session *s, int64_t now, int64_t *retry_at) {
+    if (reg_moved(&s->reg))
+        *retry_at = now + s->reg.pid % WHOCONN_REREGISTER_SPREAD_MS;
 }
 
 
@@ -186,10 +200,7 @@ static void session_run(struct session *s) {
         now = now_ms(CLOCK_MONOTONIC);
         if (got_dir_change) {
             got_dir_change = 0;
-            /* Spread by PID: every held connection got the same signal,
-             * and each re-registers with a write. */
-            if (reg_moved(&s->reg))
-                retry_at = now + s->reg.pid % WHOCONN_REREGISTER_SPREAD_MS;
+            session_check_moved(s, now, &retry_at);
         }
         int64_t wake = idle_at;
         if (!s->reg.registered && retry_at < wake)
@@ -219,13 +230,10 @@ static void session_run(struct session *s) {
             }
             if (s->reg.db && now >= quiet_at) {
                 reg_idle(&s->reg);
-                if (reg_moved(&s->reg))
-                    retry_at = now + s->reg.pid % WHOCONN_REREGISTER_SPREAD_MS;
+                session_check_moved(s, now, &retry_at);
             }
-            if (now >= retry_at) {
-                s->reg.register_tried = false;
+            if (now >= retry_at)
                 session_register(s, now, &retry_at);
-            }
             continue;
         }
         ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
@@ -239,7 +247,6 @@ static void session_run(struct session *s) {
          * this connection was served counts it.  One that could not
          * register (registry failing, or replaced under it) tries again
          * before it answers anything more. */
-        s->reg.register_tried = false;
         if (n > 0 || s->in_len > 0)
             session_register(s, now, &retry_at);
         unsigned long lines = s->lines;

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,11 +59,12 @@ bool log_to_journal(void) {
     return stderr_journal;
 }
 
-void log_vmsg(int prio, const char *fmt, va_list ap) {
+static void log_vmsg(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void log_vmsg(int prio, const char *fmt, va_list ap) {
     char line[768];
     int n = stderr_journal ? snprintf(line, sizeof line, "<%d>", prio)
                            : snprintf(line, sizeof line, "%s[%ld]: ", log_ident, (long)getpid());
-    /* ap was started by the caller (log_msg(), or a program's own wrapper) */
+    /* ap was started by the caller, log_msg() */
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 
     if (m < 0)

@@ -19,7 +19,6 @@
 #ifndef WHOCONN_LOG_H
 #define WHOCONN_LOG_H
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <syslog.h> /* priorities only: we log to stderr */
@@ -30,7 +29,6 @@ void log_setup(const char *ident);
 bool log_to_journal(void);
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void log_vmsg(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* dst must hold WHOCONN_LOG_PEER_TEXT * 4 + 8 bytes. */
 void log_sanitize(char *dst, size_t dstsize, const char *src, size_t len);

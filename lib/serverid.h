@@ -35,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h" /* UUID_STR_LEN */
+
 /* Bytes of an id (machine id, application id, server id). */
 #define SERVERID_BYTES 16
 /* A server id as a lowercase UUID string, with its NUL. */
@@ -74,11 +76,6 @@ int serverid_get(const uint8_t app_id[SERVERID_BYTES], uint8_t ret[SERVERID_BYTE
 
 /* Writes ID as a lowercase 8-4-4-4-12 UUID string into OUT. */
 void serverid_to_string(const uint8_t id[SERVERID_BYTES], char out[SERVERID_STRING_MAX]);
-
-/* A UUID as text, with its NUL (= SERVERID_STRING_MAX). */
-#ifndef UUID_STR_LEN
-#define UUID_STR_LEN 37
-#endif
 
 int server_id_derive(char out[UUID_STR_LEN]);
 int server_id_parse(const char *s, char out[UUID_STR_LEN]);
