@@ -36,6 +36,16 @@ registry_log_lines() {
 	grep -c "^whoconn\[$1\]: registry " "$BATS_TEST_TMPDIR/server.log" || true
 }
 
+# wait_for_log_lines PID N - until PID has logged N registry errors (60 s max).
+wait_for_log_lines() {
+	for _ in $(seq 1200); do
+		[ "$(registry_log_lines "$1")" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	echo "process $1 logged $(registry_log_lines "$1") registry errors, wanted $2" >&2
+	return 1
+}
+
 # ---- the registry file under held connections ---------------------------
 
 @test "a registry deleted while connections are held goes on counting them" {
@@ -77,10 +87,12 @@ registry_log_lines() {
 	[ "${lines[1]}" = "$UUID" ]
 	[ "${lines[2]}" = "ERR registry unavailable: registry file is corrupt" ]
 	[ "${#lines[@]}" -eq 3 ]
-	# the held processes retry every second; each logs the cause once
-	sleep 2.5
+	# the held processes retry every second; each logs the cause once: once
+	# all three have logged it, two more retry periods add no line
 	pids=$(connection_pids)
 	[ "$(echo "$pids" | wc -w)" -eq 3 ]
+	for pid in $pids; do wait_for_log_lines "$pid" 1; done
+	sleep 2.2
 	for pid in $pids; do
 		[ "$(registry_log_lines "$pid")" -eq 1 ]
 	done
@@ -115,8 +127,12 @@ registry_log_lines() {
 	run -0 client send 'WHY\nWHO\n'
 	[ "${lines[0]}" = "42" ]
 	[ "${lines[1]}" = "ERR registry unavailable: No space left on device" ]
-	sleep 1.5
+	for _ in $(seq 600); do
+		grep -q "registry register: $DB: No space left on device" "$BATS_TEST_TMPDIR/server.log" && break
+		sleep 0.05
+	done
 	grep -q "registry register: $DB: No space left on device" "$BATS_TEST_TMPDIR/server.log"
+	sleep 1.1 # a retry period: still one line each
 	for pid in $(connection_pids); do
 		[ "$(registry_log_lines "$pid")" -le 1 ]
 	done
@@ -133,7 +149,8 @@ registry_log_lines() {
 	start_server
 	run -0 client burst 1000
 	[ "$output" = "ok=1000 failed=0" ]
-	run -0 client wait-who 1 --within 1.5
+	# the last processes may still be reading their EOF: a condition
+	run -0 client wait-who 1
 }
 
 @test "1000 held connections are all counted, and none after they close" {
@@ -189,9 +206,12 @@ registry_log_lines() {
 	sys.stdout.write(repr(data) + "\n")
 	EOF
 	reader=$!
+	# the reader's own process, named before any other connection exists:
+	# the wait-who's process below may still be ending when SIGTERM is sent
 	wait_for_children 1
+	victim=$(connection_pids)
 	run -0 client wait-who 2
-	kill -TERM "$(connection_pids)"
+	kill -TERM "$victim"
 	wait "$reader"
 	[ "$(cat "$BATS_TEST_TMPDIR/out")" = "b'42\\n'" ]
 	grep -q 'end=signal' "$BATS_TEST_TMPDIR/server.log"
@@ -287,26 +307,45 @@ registry_log_lines() {
 }
 
 @test "a registry deleted again and again under starting sessions never makes WHO answer ERR" {
-	# three session loops race a deleter (every 20 ms) for 3 s: a session
-	# that opens the file just before it goes must retry on the new one
+	# three session loops race a deleter (every 20 ms) until it has deleted
+	# the registry 10 times under them and each loop has run 20 sessions: a
+	# session that opens the file just before it goes must retry on the new
+	# one.  Counted, not timed: a slow machine runs the same race, longer.
 	rm -f "$DB"
+	: >"$BATS_TEST_TMPDIR/deletions"
+	touch "$BATS_TEST_TMPDIR/racing"
 	(
-		end=$((SECONDS + 3))
-		while [ "$SECONDS" -lt "$end" ]; do rm -f "$DB" "$DB-wal" "$DB-shm"; sleep 0.02; done
+		while [ -e "$BATS_TEST_TMPDIR/racing" ]; do
+			[ -e "$DB" ] && echo deleted >>"$BATS_TEST_TMPDIR/deletions"
+			rm -f "$DB" "$DB-wal" "$DB-shm"
+			sleep 0.02
+		done
 	) &
 	deleter=$!
+	pids=()
 	for i in 1 2 3; do
 		(
-			end=$((SECONDS + 3))
-			while [ "$SECONDS" -lt "$end" ]; do
+			n=0
+			# 2000 bounds a race that would never reach 10 deletions
+			while [ "$n" -lt 2000 ] &&
+			      { [ "$n" -lt 20 ] || [ "$(wc -l <"$BATS_TEST_TMPDIR/deletions")" -lt 10 ]; }; do
 				printf 'WHO\n' | WHOCONN_DB="$DB" "$WHOCONN" 2>>"$BATS_TEST_TMPDIR/log.$i"
+				n=$((n + 1))
 			done >"$BATS_TEST_TMPDIR/out.$i"
+			echo "$n" >"$BATS_TEST_TMPDIR/sessions.$i"
 		) &
+		pids+=($!)
 	done
-	wait
+	wait "${pids[@]}"
+	rm "$BATS_TEST_TMPDIR/racing"
+	wait "$deleter"
+	run -0 wc -l <"$BATS_TEST_TMPDIR/deletions"
+	[ "$output" -ge 10 ]
+	# every session answered, and every answer is a number
 	cat "$BATS_TEST_TMPDIR"/out.* >"$BATS_TEST_TMPDIR/all"
+	sessions=$(( $(cat "$BATS_TEST_TMPDIR"/sessions.* | paste -sd+) ))
 	run -0 wc -l <"$BATS_TEST_TMPDIR/all"
-	[ "$output" -gt 30 ]
+	[ "$output" -eq "$sessions" ]
 	run -1 grep -v '^[0-9][0-9]*$' "$BATS_TEST_TMPDIR/all"
 	run -1 grep -h 'registry ' "$BATS_TEST_TMPDIR"/log.*
 }
