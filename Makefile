@@ -69,10 +69,41 @@ run: whoconn
 	systemd-socket-activate -l 127.0.0.1:$(PORT) --inetd -a \
 		-E WHOCONN_DB=$(RUNDIR)/registry.db $(CURDIR)/whoconn
 
-check: whoconn
-	@scripts/ensure-deps $(DEPS_CHECK)
-	bats --print-output-on-failure tests/
-	@for t in $(CHECK_TARGETS); do $(MAKE) --no-print-directory $$t || exit 1; done
+# `make check` installs what every stage needs (one apt-get, before anything
+# runs in parallel), builds every program and harness (check-build, in
+# parallel), then runs the stages CHECK_JOBS at a time with
+# scripts/check-stages, which prints each stage's result and duration at
+# the end.  Stages are independent make targets; the feature areas add
+# theirs in mk/*.mk.  CHECK_STAGES starts with the longest, so that the
+# short ones fill the gaps.  `make check-full` adds what only a release
+# needs (docs/robustness.md, "What runs where").
+CHECK_JOBS ?= 2
+CHECK_STAGES = check-suites-systemd check-asan check-suites-cluster check-suites
+CHECK_BUILD  = whoconn
+
+check:
+	@scripts/ensure-deps $(DEPS_BUILD) $(DEPS_CHECK)
+	@scripts/check-stages -j $(CHECK_JOBS) check-build $(CHECK_STAGES)
+
+check-full:
+	@scripts/ensure-deps $(DEPS_BUILD) $(DEPS_CHECK)
+	@scripts/check-stages -j $(CHECK_JOBS) check-build $(CHECK_STAGES) $(CHECK_FULL_STAGES)
+
+check-build:
+	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) $(CHECK_BUILD)
+
+# The bats suites in three stages: the two that boot a systemd container,
+# the cluster (network namespaces, etcd members), and all the others.
+SUITES_SYSTEMD = tests/systemd.bats tests/metrics-systemd.bats
+SUITES_CLUSTER = tests/cluster.bats
+SUITES = $(filter-out $(SUITES_SYSTEMD) $(SUITES_CLUSTER),$(wildcard tests/*.bats))
+
+check-suites:
+	bats --print-output-on-failure $(SUITES)
+check-suites-systemd:
+	bats --print-output-on-failure $(SUITES_SYSTEMD)
+check-suites-cluster:
+	bats --print-output-on-failure $(SUITES_CLUSTER)
 
 # Units are substituted at install time, so PREFIX/BINDIR given to
 # `make install` always win over an earlier build.
@@ -96,9 +127,14 @@ clean:
 	rm -f whoconn whoconn-noconfine *.o *.d lib/*.o lib/*.d tests/*.o tests/*.d
 	rm -rf $(RUNDIR)
 
-.PHONY: all deps-build run check install uninstall clean
+.PHONY: all deps-build run check check-full check-build check-suites check-suites-systemd \
+        check-suites-cluster install uninstall clean
 
 # Feature areas (benchmarks, fuzzing, packaging, cluster agent, metrics) keep
-# their targets in mk/*.mk and hook into `make check` through CHECK_TARGETS.
-CHECK_TARGETS ?=
+# their targets in mk/*.mk and hook into `make check` through CHECK_BUILD
+# (what the stages need built), CHECK_STAGES and CHECK_FULL_STAGES.
+CHECK_FULL_STAGES =
 -include mk/*.mk
+
+# After the includes: CHECK_BUILD is complete only now.
+check-suites check-suites-systemd check-suites-cluster: $(CHECK_BUILD)

@@ -81,7 +81,7 @@ median() { sort -g | awk '{a[NR]=$1} END{if(NR==0){print "-"} else if(NR%2){prin
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if(a=="-"||b=="-"||b==0) print "-"; else printf "%.3f\n", a/b}'; }
 
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+	"$TOP/tests/free-port"
 }
 
 wait_port() {

@@ -35,6 +35,8 @@ bench-smoke: whoconn whoconn-noconfine bench/wcload bench/trivial bench/naive be
 bench-clean:
 	rm -rf bench/wcload bench/trivial bench/naive bench/smoke.out bench/raw bench/results.tsv
 
-CHECK_TARGETS += bench-smoke
+CHECK_STAGES += bench-smoke
+CHECK_BUILD  += whoconn-noconfine bench/wcload bench/trivial bench/naive
+DEPS_CHECK   += $(DEPS_BENCH)
 
 .PHONY: bench bench-smoke bench-deps bench-clean

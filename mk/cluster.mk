@@ -18,9 +18,10 @@ DEPS_CLUSTER_BUILD = libcurl4-openssl-dev libjansson-dev libssl-dev
 DEPS_CLUSTER_CHECK = etcd-server etcd-client iproute2 python3 systemd openssl
 
 all: whoconn-sync
-# make check runs `bats tests/` before CHECK_TARGETS, and tests/cluster.bats
-# is in there: the agent and etcd must be ready before, as prerequisites.
-check: whoconn-sync deps-cluster-check
+# tests/cluster.bats runs in make check's check-suites-cluster stage: the
+# agent is built and etcd installed before any stage starts.
+CHECK_BUILD += whoconn-sync
+DEPS_CHECK  += $(DEPS_CLUSTER_BUILD) $(DEPS_CLUSTER_CHECK)
 
 whoconn-sync.o: whoconn-sync.c | deps-cluster-build
 	$(CC) $(CFLAGS) $(SYNC_CFLAGS) -c -o $@ $<

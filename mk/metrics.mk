@@ -10,7 +10,8 @@ DEPS_CHECK += prometheus
 DEPS_METRICS_COST = valgrind strace
 
 all: whoconn-metrics
-check: whoconn-metrics
+CHECK_BUILD += whoconn-metrics $(FUZZ_METRICS_DIR)/fuzz-http
+DEPS_CHECK  += prometheus clang-tidy cppcheck clang libclang-rt-14-dev
 install: install-metrics
 uninstall: uninstall-metrics
 clean: clean-metrics
@@ -36,7 +37,7 @@ clean-metrics:
 	rm -f whoconn-metrics scripts/metrics-syscost
 	rm -rf $(METRICS_COST_DIR) $(FUZZ_METRICS_DIR)
 
-CHECK_TARGETS += check-metrics
+CHECK_STAGES += check-metrics
 
 # The alert rules load and their unit tests pass; whoconn-metrics.c is
 # clean under the project's clang-tidy and cppcheck settings (mk/robust.mk).
@@ -80,7 +81,7 @@ fuzz-metrics: $(FUZZ_METRICS_DIR)/fuzz-http
 check-fuzz-metrics: $(FUZZ_METRICS_DIR)/fuzz-http
 	$(call run_fuzz_metrics,$(FUZZ_METRICS_CHECK_SECONDS))
 
-CHECK_TARGETS += check-fuzz-metrics
+CHECK_STAGES += check-fuzz-metrics
 
 # Instructions one `WHY` session executes (callgrind, user space) with the
 # counters and with the metrics_map() call removed, the system calls of each,

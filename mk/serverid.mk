@@ -3,7 +3,7 @@
 # libsystemd, dynamically, to compare the two for the real and synthetic
 # machine ids.
 
-tests/serverid-check: tests/serverid-check.o lib/serverid.o
+tests/serverid-CHECK_BUILD += tests/serverid-check.o lib/serverid.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lsystemd
 
 check: tests/serverid-check

@@ -22,6 +22,9 @@ soak: whoconn
 soak-check:
 	@$(MAKE) --no-print-directory soak SOAK_SECONDS=30
 
-CHECK_TARGETS += soak-check
+CHECK_STAGES += soak-check
+DEPS_CHECK   += $(DEPS_SOAK)
+# check-full soaks for SOAK_SECONDS (600 s) instead.
+CHECK_FULL_STAGES += soak
 
 .PHONY: soak soak-check

@@ -19,7 +19,7 @@ lib/whoconn-seccomp.h: lib/gen-seccomp
 # whoconn's own confine(), run from a test to try what it forbids.
 tests/confine-probe: tests/confine-probe.o lib/confine.o lib/log.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-check: tests/confine-probe
+CHECK_BUILD += tests/confine-probe
 
 clean: clean-systemd
 clean-systemd:

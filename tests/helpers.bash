@@ -17,7 +17,7 @@ stdio() {
 }
 
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+	"$TOP/tests/free-port"
 }
 
 # start_server [-E NAME=VALUE...] - serves whoconn on a free loopback port
@@ -52,12 +52,13 @@ client() {
 }
 
 # hold N [wcclient hold options] - holds N connections in the background
-# (HOLD_PID) until release; returns once all are open.
+# (HOLD_PID) until release; returns once all are open (a condition: 60 s
+# at most).
 hold() {
 	local ready="$BATS_TEST_TMPDIR/ready.$RANDOM"
 	python3 "$CLIENT" --port "$PORT" hold "$@" --ready "$ready" &
 	HOLD_PID=$!
-	for _ in $(seq 600); do
+	for _ in $(seq 1200); do
 		[ -e "$ready" ] && return 0
 		sleep 0.05
 	done
