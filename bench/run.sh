@@ -726,7 +726,8 @@ report() {
 			echo "## 3. $HOLD_N held connections (\`systemd-socket-activate\`)"
 			echo
 			echo "\`wcload hold\` opens the connections (each answered one \`WHY\` first, so each"
-			echo "process is up), waits 1 s (connections register 250 ms after start), then asks"
+			echo "process is up, and a connection registers before its first reply), waits 1 s as a"
+			echo "margin, then asks"
 			echo "\`WHO\` on a held connection (must be N) and on a fresh one (must be N+1), then"
 			echo "times $HOLD_K \`WHO\`s on held connections and $HOLD_K fresh connect-\`WHO\`-close"
 			echo "sessions. PSS is \`Pss:\` of \`/proc/PID/smaps_rollup\`, averaged over every"
