@@ -3,10 +3,10 @@
 # libsystemd, dynamically, to compare the two for the real and synthetic
 # machine ids.
 
-tests/serverid-CHECK_BUILD += tests/serverid-check.o lib/serverid.o
+tests/serverid-check: tests/serverid-check.o lib/serverid.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lsystemd
 
-check: tests/serverid-check
+CHECK_BUILD += tests/serverid-check
 
 clean: clean-serverid
 clean-serverid:
