@@ -83,11 +83,11 @@ CHECK_BUILD  = whoconn
 
 check:
 	@scripts/ensure-deps $(DEPS_BUILD) $(DEPS_CHECK)
-	@scripts/check-stages -j $(CHECK_JOBS) check-build $(CHECK_STAGES)
+	@scripts/check-stages -j $(CHECK_JOBS) -f check-build $(CHECK_STAGES)
 
 check-full:
 	@scripts/ensure-deps $(DEPS_BUILD) $(DEPS_CHECK)
-	@scripts/check-stages -j $(CHECK_JOBS) check-build $(CHECK_STAGES) $(CHECK_FULL_STAGES)
+	@scripts/check-stages -j $(CHECK_JOBS) -f check-build $(CHECK_STAGES) $(CHECK_FULL_STAGES)
 
 check-build:
 	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) $(CHECK_BUILD)

@@ -44,6 +44,16 @@ setup() {
 	[ "$(cat build/check/ports-b.log)" = "22000-22999" ]
 }
 
+@test "the first stage runs alone, and when it fails no other stage runs" {
+	run -0 "$STAGES" -j 2 -f ok1 ok2
+	[ "${lines[0]}" = "check: ok1 started" ]
+	[[ "${lines[1]}" =~ ^check:\ ok1\ passed\ \([0-9]+\ s\)$ ]]
+	[ "${lines[2]}" = "check: ok2 started" ]
+	run -1 "$STAGES" -j 2 -f bad ok1
+	[ ! -e build/check/ok1.log ]
+	[[ "${lines[-2]}" =~ ^\ \ ok1\ +-\ s\ \ FAILED$ ]]
+}
+
 @test "a bad job count is refused with status 64" {
 	run -64 "$STAGES" -j 0 ok1
 	[ "$output" = "check-stages: -j wants a positive number, not '0'" ]
