@@ -17,6 +17,9 @@ setup() {
 }
 
 teardown() {
+	# a race's background loops end with the test, whatever failed
+	rm -f "$BATS_TEST_TMPDIR/racing"
+	for p in ${deleter:-} ${racers[@]:-}; do kill "$p" 2>/dev/null || true; done
 	stop_server
 	if [ -n "$MNT" ]; then umount "$MNT" 2>/dev/null || umount -l "$MNT" || true; fi
 }
@@ -314,14 +317,16 @@ wait_for_log_lines() {
 	: >"$BATS_TEST_TMPDIR/deletions"
 	touch "$BATS_TEST_TMPDIR/racing"
 	(
-		while [ -e "$BATS_TEST_TMPDIR/racing" ]; do
+		# at most 10,000 rounds (200 s): the loop stops by itself
+		for _ in $(seq 10000); do
+			[ -e "$BATS_TEST_TMPDIR/racing" ] || break
 			[ -e "$DB" ] && echo deleted >>"$BATS_TEST_TMPDIR/deletions"
 			rm -f "$DB" "$DB-wal" "$DB-shm"
 			sleep 0.02
 		done
 	) &
 	deleter=$!
-	pids=()
+	racers=()
 	for i in 1 2 3; do
 		(
 			n=0
@@ -333,9 +338,9 @@ wait_for_log_lines() {
 			done >"$BATS_TEST_TMPDIR/out.$i"
 			echo "$n" >"$BATS_TEST_TMPDIR/sessions.$i"
 		) &
-		pids+=($!)
+		racers+=($!)
 	done
-	wait "${pids[@]}"
+	wait "${racers[@]}"
 	rm "$BATS_TEST_TMPDIR/racing"
 	wait "$deleter"
 	run -0 wc -l <"$BATS_TEST_TMPDIR/deletions"

@@ -2,6 +2,10 @@
 # registry in $BATS_TEST_TMPDIR; servers listen on 127.0.0.1 only and are
 # stopped in teardown.
 
+# Debian's programs first (as the Makefile does): a pyenv shim in front of
+# python3 costs up to seconds a call on a loaded machine.
+export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+
 TOP="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
 WHOCONN="${WHOCONN_BIN:-$TOP/whoconn}"
 CLIENT="$TOP/tests/wcclient.py"
