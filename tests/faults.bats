@@ -80,6 +80,10 @@ wait_for_log_lines() {
 	start_server -E WHOCONN_SERVER_ID=$UUID
 	hold 3
 	run -0 client wait-who 4
+	# the held processes, named before the askers below start theirs (a
+	# sanitized asker's process can still be exiting when the next line runs)
+	wait_for_children 3
+	pids=$(connection_pids)
 	head -c 65536 /dev/urandom >"$BATS_TEST_TMPDIR/garbage"
 	# the whole set replaced: with the old -wal left, SQLite would read
 	# the old pages from it and WHO would go on counting (also fine)
@@ -92,7 +96,6 @@ wait_for_log_lines() {
 	[ "${#lines[@]}" -eq 3 ]
 	# the held processes retry every second; each logs the cause once: once
 	# all three have logged it, two more retry periods add no line
-	pids=$(connection_pids)
 	[ "$(echo "$pids" | wc -w)" -eq 3 ]
 	for pid in $pids; do wait_for_log_lines "$pid" 1; done
 	sleep 2.2
