@@ -210,9 +210,18 @@ socket_dropin() {
 }
 
 @test "with 100 connections held and served a fresh WHO answers 101 at once, NConnections + 1" {
+	cursor=$(journal_cursor)
 	hold 100 --served --who-into "$BATS_TEST_TMPDIR/who"
 	run -0 cat "$BATS_TEST_TMPDIR/who"
-	[ "$output" = 101 ]
+	[ "$output" = 101 ] || {
+		# what the registry and the connections said, to tell why
+		echo "WHO answered $output; NConnections $(nconnections)"
+		inside_sh 'ls -la /run/whoconn /run/whoconn/registry.db-locks | head -20
+			sqlite3 /run/whoconn/registry.db "SELECT count(*) FROM conn; SELECT * FROM meta" 2>&1'
+		conn_log "$cursor" | grep -v '^end=' | head -40
+		conn_log "$cursor" | sed -n 's/.*\(end=[a-z-]*\).*/\1/p' | sort | uniq -c
+		false
+	}
 	# the asker's own instance outlives its client by the 20 ms journal grace
 	wait_nconnections 100
 	run -0 client who
