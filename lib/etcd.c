@@ -698,8 +698,11 @@ int etcd_watch_start(struct etcd *e, const char *key, const char *range_end, lon
     json_t *create = json_object(), *req = json_object();
     int err = create && req ? json_set_key(create, "key", key) : -ENOMEM;
 
-    if (e->watch)
-        return -EBUSY;
+    if (err == 0 && e->watch)
+        err = -EBUSY;
+    /* the stream carries the token: log in first if there is none yet */
+    if (err == 0 && e->user && !e->token[0])
+        err = authenticate(e);
     if (err == 0 && range_end)
         err = json_set_key(create, "range_end", range_end);
     if (err == 0)

@@ -129,8 +129,9 @@ int etcd_lease_keepalive(struct etcd *e, long long id, long long *ttl);
 int etcd_lease_revoke(struct etcd *e, long long id);
 
 /* The watch stream: one at a time, on the endpoint in use, over
- * [key, range_end) from start_revision on.  etcd_watch_start only sends
- * the request; etcd_watch_run reads what has arrived, without waiting,
+ * [key, range_end) from start_revision on.  etcd_watch_start logs in if
+ * there is a user and no token yet, and sends the request without
+ * waiting for the answer (-EBUSY: a stream is open); etcd_watch_run reads what has arrived, without waiting,
  * and calls fn for each event (kv->value NULL: a deletion).  It returns 0
  * while the stream runs, or why it ended:
  *   -ESTALE     etcd compacted past start_revision, or cancelled the
