@@ -535,7 +535,7 @@ static int range_request(const char *key, const char *range_end, bool count_only
 
 int etcd_range(struct etcd *e, const char *key, const char *range_end, etcd_kv_fn *fn, void *user,
                long long *revision) {
-    json_t *req = NULL, *resp = NULL, *kv;
+    json_t *req = NULL, *resp = NULL;
     long long rev = 0;
     size_t i;
     int err = range_request(key, range_end, false, &req);
@@ -549,7 +549,9 @@ int etcd_range(struct etcd *e, const char *key, const char *range_end, etcd_kv_f
         json_decref(resp);
         return -EBADMSG;
     }
-    json_array_foreach(json_object_get(resp, "kvs"), i, kv) kv_deliver(kv, false, fn, user);
+    json_t *kvs = json_object_get(resp, "kvs");
+    for (i = 0; i < json_array_size(kvs); i++)
+        kv_deliver(json_array_get(kvs, i), false, fn, user);
     json_decref(resp);
     *revision = rev;
     return 0;
@@ -635,7 +637,7 @@ int etcd_lease_revoke(struct etcd *e, long long id) {
 
 /* Handles one line of the stream: 0, or why the stream must end. */
 static int watch_line(struct etcd *e, const char *line, size_t len) {
-    json_t *msg = json_loadb(line, len, 0, NULL), *r, *ev;
+    json_t *msg = json_loadb(line, len, 0, NULL), *r;
     long long rev;
     size_t i;
 
@@ -658,7 +660,9 @@ static int watch_line(struct etcd *e, const char *line, size_t len) {
     }
     if (json_is_true(json_object_get(r, "created")))
         e->synced = true;
-    json_array_foreach(json_object_get(r, "events"), i, ev) {
+    json_t *evs = json_object_get(r, "events");
+    for (i = 0; i < json_array_size(evs); i++) {
+        json_t *ev = json_array_get(evs, i);
         const char *type = json_string_value(json_object_get(ev, "type"));
         json_t *kv = json_object_get(ev, "kv");
         if (kv)

@@ -52,6 +52,15 @@ static long long now_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A whole number operand: true, or false for a usage error. */
+static bool number(const char *s, long long *ret) {
+    char *end;
+
+    errno = 0;
+    *ret = strtoll(s, &end, 10);
+    return errno == 0 && end != s && *end == '\0' && *ret >= 0;
+}
+
 static int fail(struct etcd *e, const char *op, int err) {
     printf("%s: %s: %s\n", op, strerrorname_np(-err), etcd_strerror(e, err));
     return err;
@@ -80,15 +89,15 @@ static void print_event(void *user, const struct etcd_kv *kv) {
     w->events++;
 }
 
-static int watch(struct etcd *e, const char *prefix, const char *rev, const char *n) {
+static int watch(struct etcd *e, const char *prefix, long long rev, long long want) {
     char end[ETCD_KEY_MAX];
     struct watch w = {0};
-    int want = atoi(n), err;
+    int err;
     long long give_up = now_ms() + CHECK_WAIT_MS;
 
     err = etcd_prefix_end(prefix, end, sizeof end);
     if (err == 0)
-        err = etcd_watch_start(e, prefix, end, atoll(rev), print_event, &w);
+        err = etcd_watch_start(e, prefix, end, rev, print_event, &w);
     if (err < 0)
         return fail(e, "watch", err);
     while (w.events < want && now_ms() < give_up) {
@@ -116,7 +125,7 @@ static int wait_file(const char *path) {
         if (now_ms() >= give_up)
             return -ETIMEDOUT;
         else
-            usleep(CHECK_POLL_MS * 1000);
+            nanosleep(&(struct timespec){.tv_nsec = CHECK_POLL_MS * 1000000L}, NULL);
     return 0;
 }
 
@@ -125,7 +134,7 @@ static int wait_file(const char *path) {
 static int run_op(struct etcd *e, char **argv, int argc, long long *lease, bool *failed) {
     const char *op = argv[0];
     char end[ETCD_KEY_MAX];
-    long long n = 0;
+    long long n = 0, m = 0;
     int err = 0, took = 1;
 
 #define NEED(k)                                                                           \
@@ -157,7 +166,9 @@ static int run_op(struct etcd *e, char **argv, int argc, long long *lease, bool 
             printf("revision: %lld\n", n);
     } else if (strcmp(op, "grant") == 0) {
         NEED(1);
-        if ((err = etcd_lease_grant(e, (unsigned)atoi(argv[1]), lease)) == 0)
+        if (!number(argv[1], &n) || n > 3600)
+            return 0;
+        if ((err = etcd_lease_grant(e, (unsigned)n, lease)) == 0)
             printf("grant: ok\n");
     } else if (strcmp(op, "keepalive") == 0) {
         if ((err = etcd_lease_keepalive(e, *lease, &n)) == 0)
@@ -167,7 +178,9 @@ static int run_op(struct etcd *e, char **argv, int argc, long long *lease, bool 
             printf("revoke: ok\n");
     } else if (strcmp(op, "watch") == 0) {
         NEED(3);
-        *failed |= watch(e, argv[1], argv[2], argv[3]) < 0;
+        if (!number(argv[2], &n) || !number(argv[3], &m))
+            return 0;
+        *failed |= watch(e, argv[1], n, m) < 0;
         return took;
     } else if (strcmp(op, "failover") == 0) {
         etcd_failover(e);
@@ -226,8 +239,9 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--key-file") == 0)
             cfg.key_file = argv[i + 1];
     }
-    for (char *s = eps ? strtok(eps, ",") : NULL; s && cfg.nendpoints < ETCD_ENDPOINTS_MAX;
-         s = strtok(NULL, ","))
+    char *save = NULL;
+    for (char *s = eps ? strtok_r(eps, ",", &save) : NULL; s && cfg.nendpoints < ETCD_ENDPOINTS_MAX;
+         s = strtok_r(NULL, ",", &save))
         cfg.endpoints[cfg.nendpoints++] = s;
     if (i >= argc || cfg.nendpoints == 0) {
         fprintf(stderr, "usage: etcd-check --endpoints URLS [--user NAME --password-file PATH] "
