@@ -80,11 +80,6 @@
  * processes hold it for microseconds. */
 #define SYNC_BUSY_TIMEOUT_MS 1000
 
-/* Exit statuses (as whoconn's). */
-#define SYNC_EXIT_OK 0
-#define SYNC_EXIT_USAGE 64
-#define SYNC_EXIT_SOFTWARE 70
-
 /* ---- state ------------------------------------------------------------ */
 
 struct agent {
@@ -465,7 +460,7 @@ int main(int argc, char **argv) {
     log_setup("whoconn-sync");
     int r = sync_config_load(&a.cfg, argc, argv, dbbuf, sizeof dbbuf);
     if (r != 0)
-        return r > 0 ? SYNC_EXIT_OK : SYNC_EXIT_USAGE;
+        return r > 0 ? WHOCONN_EXIT_OK : WHOCONN_EXIT_USAGE;
     snprintf(a.key, sizeof a.key, "%s%s", SYNC_PREFIX, a.cfg.id);
     etcd_prefix_end(SYNC_PREFIX, a.prefix_end, sizeof a.prefix_end);
 
@@ -479,7 +474,7 @@ int main(int argc, char **argv) {
     if (r < 0) {
         if (r == -ENOMEM)
             log_msg(LOG_ERR, "out of memory");
-        return SYNC_EXIT_SOFTWARE;
+        return WHOCONN_EXIT_SOFTWARE;
     }
     reg_setup(&a.reg, a.cfg.db, 0); /* pid 0: the agent holds no connection row */
     a.reg.busy_timeout_ms = SYNC_BUSY_TIMEOUT_MS;
@@ -517,5 +512,5 @@ int main(int argc, char **argv) {
     stop(&a);
     reg_free(&a.reg);
     etcd_close(a.etcd);
-    return SYNC_EXIT_OK;
+    return WHOCONN_EXIT_OK;
 }

@@ -6,11 +6,12 @@ SYNC_PKGS = libsystemd sqlite3 uuid libcurl jansson libcrypto nettle
 # The agent is one long-running process: unlike whoconn, it may link
 # shared libraries freely.  It links the same registry module as whoconn,
 # so the schema, the liveness check and the sweep have one definition;
-# lib/etcd.o is its etcd client (libcurl, jansson), lib/sync-config.o its
-# settings (on lib/cli.o, as the other programs').
+# ETCD_OBJS are its etcd client (lib/etcd.h; libcurl, jansson),
+# lib/sync-config.o its settings (on lib/cli.o, as the other programs').
 SYNC_CFLAGS = $(shell pkg-config --cflags $(SYNC_PKGS) 2>/dev/null)
 SYNC_LDLIBS = $(shell pkg-config --libs $(SYNC_PKGS) 2>/dev/null) -lm
-SYNC_MODULES = lib/etcd.o lib/sync-config.o
+ETCD_OBJS = lib/etcd.o lib/etcd-kv.o lib/etcd-watch.o
+SYNC_MODULES = $(ETCD_OBJS) lib/sync-config.o
 SYNC_OBJS = whoconn-sync.o $(SYNC_MODULES) lib/cli.o lib/registry.o lib/log.o lib/serverid.o
 
 DEPS_CLUSTER_BUILD = libcurl4-openssl-dev libjansson-dev libssl-dev
@@ -33,8 +34,8 @@ whoconn-sync: $(SYNC_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SYNC_OBJS) $(SYNC_LDLIBS)
 
 # lib/etcd's own tests (tests/etcd.bats) drive it through this program,
-# linked with lib/etcd.o exactly as the agent is.
-tests/etcd-check: tests/etcd-check.o lib/etcd.o
+# linked with the client's objects exactly as the agent is.
+tests/etcd-check: tests/etcd-check.o $(ETCD_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SYNC_LDLIBS)
 
 deps-cluster-build: deps-build
