@@ -1,7 +1,9 @@
 /*
  * etcd.h - a small etcd v3 client for etcd's JSON gateway (POST /v3/...),
  * over libcurl and jansson, for whoconn-sync and its tests.  The caller
- * sees plain C values only: no libcurl, no jansson, no base64.
+ * sees plain C values only: no libcurl, no jansson, no base64.  (etcd.c:
+ * the client and its calls; etcd-kv.c: KV and leases; etcd-watch.c: the
+ * watch stream.)
  *
  * Contract:
  *   - Endpoints and failover.  A client holds a list of endpoints

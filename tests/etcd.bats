@@ -6,8 +6,8 @@
 # prints one line per result (its header comment has the list).
 #
 # One etcd member serves the whole file, on free loopback ports, with
-# authentication on and simple tokens that expire after 1 s idle; tests
-# that kill a member start their own.  Each test uses keys of its own.
+# authentication on and simple tokens that expire after 1 s idle; the
+# members that a test kills are its own.  Each test uses keys of its own.
 
 load helpers
 
@@ -43,8 +43,7 @@ member_start() {
 # url NAME - the member's client URL.
 url() { echo "http://127.0.0.1:$(cat "$BATS_FILE_TMPDIR/$1.client")"; }
 
-# cluster_start NAME... - a cluster of these members; returns once each
-# answers a read (as no user: before authentication is on).
+# cluster_start NAME... - starts a cluster of these members (no waiting).
 cluster_start() {
 	local m
 	for m in "$@"; do
@@ -52,8 +51,15 @@ cluster_start() {
 		free_port >"$BATS_FILE_TMPDIR/$m.peer"
 	done
 	for m in "$@"; do member_start "$m" "$@"; done
+}
+
+# members_ready NAME... - until each member answers a read (as no user:
+# before authentication is on), for at most ETCD_READY_S in all.
+members_ready() {
+	local m
+	local end=$((SECONDS + ETCD_READY_S))
 	for m in "$@"; do
-		for _ in $(seq $((ETCD_READY_S * 5))); do
+		while [ $SECONDS -lt $end ]; do
 			etcdctl --endpoints "$(url "$m")" --command-timeout=1s get x >/dev/null 2>&1 && continue 2
 			sleep 0.2
 		done
@@ -77,7 +83,12 @@ setup_file() {
 	command -v etcd >/dev/null || skip "etcd not installed (Debian package etcd-server)"
 	command -v etcdctl >/dev/null || skip "etcdctl not installed (Debian package etcd-client)"
 	make -C "$TOP" -s tests/etcd-check >&2
+	# the members all tests share (main), and those that one test kills
+	# (nl1 and nl2: no leader; kw: killed during a watch), started together
 	cluster_start main
+	cluster_start nl1 nl2
+	cluster_start kw
+	members_ready main nl1 nl2 kw
 	# root may do everything; the tests log in as root
 	local e=(etcdctl --endpoints "$(url main)")
 	"${e[@]}" user add root:root-pw >/dev/null
@@ -89,17 +100,15 @@ setup_file() {
 }
 
 teardown_file() {
-	member_kill main
+	local m
+	for m in main nl1 nl2 kw; do member_kill "$m"; done
 }
 
 setup() {
 	K="/etcd-bats/$BATS_TEST_NUMBER/"
-	MEMBERS=()
 }
 
 teardown() {
-	local m
-	for m in "${MEMBERS[@]}"; do member_kill "$m"; done
 	if [ -n "${FAKE_PID:-}" ]; then kill "$FAKE_PID" 2>/dev/null || true; fi
 	if [ -n "${WATCH_PID:-}" ]; then kill "$WATCH_PID" 2>/dev/null || true; fi
 }
@@ -116,9 +125,9 @@ revision() {
 
 # wait_for WHAT COMMAND... - until COMMAND succeeds, for at most WAIT_S.
 wait_for() {
-	local what="$1"
+	local what="$1" end=$((SECONDS + WAIT_S))
 	shift
-	for _ in $(seq $((WAIT_S * 10))); do
+	while [ $SECONDS -lt $end ]; do
 		"$@" && return 0
 		sleep 0.1
 	done
@@ -213,7 +222,7 @@ wait_for() {
 		    with urllib.request.urlopen(req, timeout=5) as r:
 		        return json.load(r)
 		token = post("/v3/auth/authenticate", {"name": "root", "password": "root-pw"})["token"]
-		for idle in (0.5, 1, 1.5, 2, 3, 4, 6):
+		for idle in (1.5, 2.5, 4, 6, 8):
 		    time.sleep(idle)
 		    try:
 		        post("/v3/kv/range", {"key": "eA=="}, token)
@@ -233,8 +242,6 @@ wait_for() {
 }
 
 @test "a member that lost the only other member of its cluster refuses at once: no leader" {
-	MEMBERS=(nl1 nl2)
-	cluster_start nl1 nl2
 	run -0 "$CHECK" --endpoints "$(url nl1)" put /nl/a 1
 	[ "$output" = "put: ok" ]
 	member_kill nl2
@@ -248,8 +255,6 @@ wait_for() {
 }
 
 @test "a member killed during a watch ends the stream, after the events it sent" {
-	MEMBERS=(kw)
-	cluster_start kw
 	local out="$BATS_TEST_TMPDIR/watch.out"
 	run -0 "$CHECK" --endpoints "$(url kw)" put /kw/a 1 put /kw/b 2
 	[ "${lines[1]}" = "put: ok" ]
