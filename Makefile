@@ -98,9 +98,10 @@ check-build:
 	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) $(CHECK_BUILD)
 
 # The bats suites in three stages: the two that boot a systemd container,
-# the cluster (network namespaces, etcd members), and all the others.
+# the cluster and the etcd client (network namespaces, etcd members), and
+# all the others.
 SUITES_SYSTEMD = tests/systemd.bats tests/metrics-systemd.bats
-SUITES_CLUSTER = tests/cluster.bats
+SUITES_CLUSTER = tests/cluster.bats tests/etcd.bats
 SUITES = $(filter-out $(SUITES_SYSTEMD) $(SUITES_CLUSTER),$(wildcard tests/*.bats))
 
 check-suites:

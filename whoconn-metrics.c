@@ -19,7 +19,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -232,36 +231,21 @@ static void usage(FILE *f) {
 /* Environment first, then the command line; the registry default is
  * whoconn's own.  Returns 0, 1 for --help/--version done, or -EINVAL. */
 static int config_load(struct config *cfg, int argc, char **argv, char *dbbuf, size_t dbsize) {
-    static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"request-timeout", required_argument, NULL, 't'},
-        CLI_OPTIONS_END,
+    enum { DB, TIMEOUT, NSETTINGS };
+    struct cli_setting set[NSETTINGS] = {
+        [DB] = {"--db", "WHOCONN_DB", NULL, NULL},
+        [TIMEOUT] = {"--request-timeout", "WHOCONN_METRICS_TIMEOUT", NULL, NULL},
     };
-    const char *db = getenv("WHOCONN_DB"), *timeout = getenv("WHOCONN_METRICS_TIMEOUT"),
-               *timeout_from = "WHOCONN_METRICS_TIMEOUT";
-    int c;
 
     cfg->db = NULL;
     cfg->timeout = WHOCONN_METRICS_TIMEOUT_DEFAULT;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 't':
-            timeout = optarg;
-            timeout_from = "--request-timeout";
-            break;
-        default:
-            return cli_other(c, "whoconn-metrics", argv, usage, "SQLite " SQLITE_VERSION);
-        }
-    }
-    if (cli_no_operands("whoconn-metrics", argc, argv) < 0 ||
-        cli_seconds("whoconn-metrics", timeout_from, timeout, WHOCONN_METRICS_TIMEOUT_MIN,
-                    WHOCONN_METRICS_TIMEOUT_MAX, &cfg->timeout) < 0)
+    int r = cli_parse("whoconn-metrics", argc, argv, set, NSETTINGS, usage, "SQLite " SQLITE_VERSION);
+    if (r != 0)
+        return r;
+    if (cli_seconds("whoconn-metrics", set[TIMEOUT].from, set[TIMEOUT].value,
+                    WHOCONN_METRICS_TIMEOUT_MIN, WHOCONN_METRICS_TIMEOUT_MAX, &cfg->timeout) < 0)
         return -EINVAL;
-    return cli_db("whoconn-metrics", db, dbbuf, dbsize, &cfg->db);
+    return cli_db("whoconn-metrics", set[DB].value, dbbuf, dbsize, &cfg->db);
 }
 
 /* Collects the metrics into a body.  Returns 0 or -ENOMEM. */

@@ -22,7 +22,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -295,48 +294,28 @@ static void usage(FILE *f) {
 /* Reads the environment, then the command line over it.  Returns 0, 1 for
  * --help/--version done, or -EINVAL after printing the error. */
 static int config_load(struct config *cfg, int argc, char **argv, char *dbbuf, size_t dbsize) {
-    static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"idle-timeout", required_argument, NULL, 't'},
-        {"server-id", required_argument, NULL, 's'},
-        CLI_OPTIONS_END,
+    enum { DB, IDLE, SID, NSETTINGS };
+    struct cli_setting set[NSETTINGS] = {
+        [DB] = {"--db", "WHOCONN_DB", NULL, NULL},
+        [IDLE] = {"--idle-timeout", "WHOCONN_IDLE_TIMEOUT", NULL, NULL},
+        [SID] = {"--server-id", "WHOCONN_SERVER_ID", NULL, NULL},
     };
-    const char *db = getenv("WHOCONN_DB"), *idle = getenv("WHOCONN_IDLE_TIMEOUT"),
-               *sid = getenv("WHOCONN_SERVER_ID"), *idle_from = "WHOCONN_IDLE_TIMEOUT",
-               *sid_from = "WHOCONN_SERVER_ID";
-    int c;
 
     memset(cfg, 0, sizeof *cfg);
     cfg->idle_timeout = WHOCONN_IDLE_TIMEOUT_DEFAULT;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 't':
-            idle = optarg;
-            idle_from = "--idle-timeout";
-            break;
-        case 's':
-            sid = optarg;
-            sid_from = "--server-id";
-            break;
-        default:
-            return cli_other(c, "whoconn", argv, usage, "SQLite " SQLITE_VERSION);
-        }
-    }
-    if (cli_no_operands("whoconn", argc, argv) < 0 ||
-        cli_seconds("whoconn", idle_from, idle, WHOCONN_IDLE_TIMEOUT_MIN, WHOCONN_IDLE_TIMEOUT_MAX,
-                    &cfg->idle_timeout) < 0)
+    int r = cli_parse("whoconn", argc, argv, set, NSETTINGS, usage, "SQLite " SQLITE_VERSION);
+    if (r != 0)
+        return r;
+    if (cli_seconds("whoconn", set[IDLE].from, set[IDLE].value, WHOCONN_IDLE_TIMEOUT_MIN,
+                    WHOCONN_IDLE_TIMEOUT_MAX, &cfg->idle_timeout) < 0)
         return -EINVAL;
-    if (sid && server_id_parse(sid, cfg->server_id) < 0) {
+    if (set[SID].value && server_id_parse(set[SID].value, cfg->server_id) < 0) {
         fprintf(stderr,
                 "whoconn: %s: \"%s\" is not a UUID (like 6b2f0ed4-5a91-4c37-a81d-93c47e05b26f)\n",
-                sid_from, sid);
+                set[SID].from, set[SID].value);
         return -EINVAL;
     }
-    return cli_db("whoconn", db, dbbuf, dbsize, &cfg->db);
+    return cli_db("whoconn", set[DB].value, dbbuf, dbsize, &cfg->db);
 }
 
 int main(int argc, char **argv) {

@@ -18,9 +18,27 @@
 
 #include "../whoconn.h"
 
-/* The last rows of every program's getopt_long() table. */
-#define CLI_OPTIONS_END                                                                   \
-    {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, { 0, 0, 0, 0 }
+/* A program takes at most this many settings (whoconn-sync has ten). */
+#define CLI_SETTINGS_MAX 16
+
+/* One setting: "--option VALUE" over the environment variable env.
+ * cli_parse fills value (NULL: neither gives it) and from, the name of
+ * where it came from, for the program's own error messages. */
+struct cli_setting {
+    const char *option; /* with its "--" */
+    const char *env;
+    const char *value;
+    const char *from;
+};
+
+/* The option loop of every program: the environment first, then the
+ * command line over it, every option taking a value, plus --help (usage on
+ * stdout) and --version ("PROG VERSION (BUILT_WITH)").  Returns 0; 1 when
+ * --help or --version was done (exit 0); or -EINVAL after printing the
+ * error (and, for an unknown option or one without its value, the usage)
+ * on stderr (exit 64).  Operands after the options are an error. */
+int cli_parse(const char *prog, int argc, char **argv, struct cli_setting *settings, size_t n,
+              void (*usage)(FILE *), const char *built_with);
 
 /* Usage lines of the options every program has, options in column 2 and
  * their descriptions in column 28 (each program's own lines align to it). */
@@ -32,19 +50,15 @@
     "  --help                    show this help and exit\n"                                \
     "  --version                 show the version and exit\n"
 
-/* What getopt_long() returned that is not the caller's own option:
- * --help (usage on stdout) and --version ("PROG VERSION (BUILT_WITH)") print
- * and return 1 (exit 0); an
- * unknown option or one without its value prints the error and the usage
- * on stderr and returns -EINVAL (exit 64). */
-int cli_other(int c, const char *prog, char **argv, void (*usage)(FILE *), const char *built_with);
-
-/* Operands after the options: none are taken. */
-int cli_no_operands(const char *prog, int argc, char **argv);
-
-/* A number of seconds from min to max; from names the setting. */
+/* A number of seconds from min to max; from names the setting:
+ * "PROG: FROM: "VALUE" is not a number of seconds from MIN to MAX". */
 int cli_seconds(const char *prog, const char *from, const char *value, unsigned min,
                 unsigned max, unsigned *ret);
+
+/* The same in a program's own words: "PROG: WHAT "VALUE" is not a number
+ * of seconds from MIN_WHAT to MAX"; min_what NULL: the number min. */
+int cli_seconds_as(const char *prog, const char *what, const char *value, unsigned min,
+                   const char *min_what, unsigned max, unsigned *ret);
 
 /* The registry path: value, or the default when absent (buf holds a
  * built one); an empty value is an error. */

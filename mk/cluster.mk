@@ -5,10 +5,14 @@
 SYNC_PKGS = libsystemd sqlite3 uuid libcurl jansson libcrypto nettle
 # The agent is one long-running process: unlike whoconn, it may link
 # shared libraries freely.  It links the same registry module as whoconn,
-# so the schema, the liveness check and the sweep have one definition.
+# so the schema, the liveness check and the sweep have one definition;
+# ETCD_OBJS are its etcd client (lib/etcd.h; libcurl, jansson),
+# lib/sync-config.o its settings (on lib/cli.o, as the other programs').
 SYNC_CFLAGS = $(shell pkg-config --cflags $(SYNC_PKGS) 2>/dev/null)
 SYNC_LDLIBS = $(shell pkg-config --libs $(SYNC_PKGS) 2>/dev/null) -lm
-SYNC_OBJS = whoconn-sync.o lib/registry.o lib/log.o lib/serverid.o
+ETCD_OBJS = lib/etcd.o lib/etcd-kv.o lib/etcd-watch.o
+SYNC_MODULES = $(ETCD_OBJS) lib/sync-config.o
+SYNC_OBJS = whoconn-sync.o $(SYNC_MODULES) lib/cli.o lib/registry.o lib/log.o lib/serverid.o
 
 DEPS_CLUSTER_BUILD = libcurl4-openssl-dev libjansson-dev libssl-dev
 # etcd-server also ships a default etcd.service that starts on install
@@ -18,16 +22,23 @@ DEPS_CLUSTER_BUILD = libcurl4-openssl-dev libjansson-dev libssl-dev
 DEPS_CLUSTER_CHECK = etcd-server etcd-client iproute2 python3 systemd openssl
 
 all: whoconn-sync
-# tests/cluster.bats runs in make check's check-suites-cluster stage: the
-# agent is built and etcd installed before any stage starts.
-CHECK_BUILD += whoconn-sync
+# tests/cluster.bats and tests/etcd.bats run in make check's
+# check-suites-cluster stage: the agent and the etcd test program are built
+# and etcd installed before any stage starts.
+CHECK_BUILD += whoconn-sync tests/etcd-check
 DEPS_CHECK  += $(DEPS_CLUSTER_BUILD) $(DEPS_CLUSTER_CHECK)
 
-whoconn-sync.o: whoconn-sync.c | deps-cluster-build
-	$(CC) $(CFLAGS) $(SYNC_CFLAGS) -c -o $@ $<
+# Built by the %.o rule, with the headers of libcurl, jansson and OpenSSL.
+whoconn-sync.o $(SYNC_MODULES) tests/etcd-check.o: CFLAGS += $(SYNC_CFLAGS)
+whoconn-sync.o $(SYNC_MODULES) tests/etcd-check.o: | deps-cluster-build
 
 whoconn-sync: $(SYNC_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SYNC_OBJS) $(SYNC_LDLIBS)
+
+# lib/etcd's own tests (tests/etcd.bats) drive it through this program,
+# linked with the client's objects exactly as the agent is.
+tests/etcd-check: tests/etcd-check.o $(ETCD_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SYNC_LDLIBS)
 
 deps-cluster-build: deps-build
 	@scripts/ensure-deps $(DEPS_CLUSTER_BUILD)
@@ -38,6 +49,10 @@ deps-cluster-check:
 # One scenario run outside make check (the suite is also in `bats tests/`).
 check-cluster: whoconn whoconn-sync deps-cluster-check
 	bats --print-output-on-failure tests/cluster.bats
+
+# lib/etcd against a real etcd, its error paths included.
+check-etcd: tests/etcd-check deps-cluster-check
+	bats --print-output-on-failure tests/etcd.bats
 
 # The unit's Documentation= points at the installed docs/cluster.md.
 DOCDIR ?= $(PREFIX)/share/doc/whoconn
@@ -61,9 +76,9 @@ uninstall-cluster:
 
 clean: clean-cluster
 clean-cluster:
-	rm -f whoconn-sync
+	rm -f whoconn-sync tests/etcd-check
 
-.PHONY: deps-cluster-build deps-cluster-check check-cluster \
+.PHONY: deps-cluster-build deps-cluster-check check-cluster check-etcd \
         install-cluster uninstall-cluster clean-cluster
 
 # Convergence and failover times over several runs (bench/cluster-RESULTS.md).

@@ -42,7 +42,7 @@ SAN_LOG    = $(ROBUST_DIR)/san/report
 ASAN_SUITES ?= tests/protocol.bats tests/faults.bats tests/exact.bats tests/socket.bats \
                tests/registry.bats tests/registry-new-file.bats tests/fuzz-regressions.bats
 ASAN_REST_SUITES ?= $(filter-out $(ASAN_SUITES) tests/systemd.bats tests/cluster.bats \
-               tests/metrics-systemd.bats,$(wildcard tests/*.bats))
+               tests/metrics-systemd.bats tests/etcd.bats,$(wildcard tests/*.bats))
 
 # check-asan is in the Makefile's CHECK_STAGES, among the longest.
 CHECK_STAGES += check-lint check-fuzz check-valgrind
@@ -152,7 +152,10 @@ check-valgrind: $(ROBUST_DIR)/whoconn-memcheck | deps-robust
 
 # clang-tidy reads .clang-tidy; cppcheck's few justified suppressions are
 # in .cppcheck-suppressions.  Both cover the harness too.
-LINT_SOURCES = whoconn.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) fuzz/fuzz_session.c robust/sanitizer-options.c
+# lib/*.c includes the agent's modules (lib/etcd.c, lib/sync-config.c);
+# whoconn-sync.c and lib/etcd's test program are checked with them.
+LINT_SOURCES = whoconn.c whoconn-sync.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) \
+               tests/etcd-check.c fuzz/fuzz_session.c robust/sanitizer-options.c
 LINT_DEFS    = -std=c11 -DWHOCONN_VERSION='"$(VERSION)"' -DWHOCONN_SAN_LOG='"x"' \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
@@ -165,7 +168,8 @@ check-cppcheck: lib/whoconn-seccomp.h | deps-robust
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
 		-D__GNUC__ --include=robust/cppcheck-defs.h -DWHOCONN_SAN_LOG='"x"' -I. -Ilib --library=posix \
-		whoconn.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) robust/sanitizer-options.c
+		whoconn.c whoconn-sync.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) tests/etcd-check.c \
+		robust/sanitizer-options.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
 		-D__GNUC__ --include=robust/cppcheck-defs.h -I. -Ilib --library=posix fuzz/fuzz_session.c

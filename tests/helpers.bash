@@ -20,6 +20,12 @@ stdio() {
 		"$WHOCONN" 2>>"$BATS_TEST_TMPDIR/log"
 }
 
+# settings_of SOURCE - the environment variables a program reads: the rows
+# {"--option", "VARIABLE", ...} of its lib/cli settings table in SOURCE.
+settings_of() {
+	grep -oE '\{"--[a-z-]+", "[A-Z_]+"' "$1" | grep -oE '"[A-Z_]+"' | tr -d '"' | sort -u
+}
+
 free_port() {
 	"$TOP/tests/free-port"
 }

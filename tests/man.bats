@@ -45,7 +45,7 @@ section() {
 @test "every environment variable whoconn reads is in ENVIRONMENT" {
 	run -0 section ENVIRONMENT
 	env=$output
-	for var in $(grep -oE 'getenv\("[A-Z_]+"\)' "$TOP/whoconn.c" | sort -u | sed 's/getenv("\(.*\)")/\1/'); do
+	for var in $(settings_of "$TOP/whoconn.c"); do
 		grep -qE "^$var\$" <<<"$env" || { echo "missing: $var"; return 1; }
 	done
 }
@@ -76,13 +76,13 @@ sync_section() {
 	for opt in $("$TOP/whoconn-sync" --help | grep -oE '^  --[a-z-]+'); do
 		grep -qE "^$opt( |$)" <<<"$opts" || { echo "missing: $opt"; return 1; }
 	done
-	for var in $(grep -oE 'getenv\("WHOCONN_[A-Z_]+"\)' "$TOP/whoconn-sync.c" | sort -u | sed 's/getenv("\(.*\)")/\1/'); do
+	for var in $(settings_of "$TOP/lib/sync-config.c"); do
 		grep -qF "($var)" <<<"$opts" || { echo "missing: $var"; return 1; }
 	done
 }
 
 @test "every whoconn-sync setting is in the example cluster.conf and in docs/cluster.md" {
-	for var in $(grep -oE 'getenv\("WHOCONN_[A-Z_]+"\)' "$TOP/whoconn-sync.c" | sort -u | sed 's/getenv("\(.*\)")/\1/'); do
+	for var in $(settings_of "$TOP/lib/sync-config.c"); do
 		[ "$var" = WHOCONN_DB ] && continue # whoconn's own setting, documented there
 		grep -qE "^#?$var=" "$TOP/units/cluster.conf.example" || { echo "not in cluster.conf.example: $var"; return 1; }
 		grep -qF "| \`$var\` |" "$TOP/docs/cluster.md" || { echo "not in docs/cluster.md: $var"; return 1; }

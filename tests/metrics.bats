@@ -733,7 +733,7 @@ man_section() {
 	done
 	grep -qF 'Default: 5, range 1-60.' <<<"$opts"
 	env=$(man_section ENVIRONMENT)
-	for var in $(grep -oE 'getenv\("[A-Z_]+"\)' "$TOP/whoconn-metrics.c" | sort -u | sed 's/getenv("\(.*\)")/\1/'); do
+	for var in $(settings_of "$TOP/whoconn-metrics.c"); do
 		grep -qE "^$var\$" <<<"$env" || { echo "missing variable: $var"; return 1; }
 	done
 	st=$(man_section "EXIT STATUS")
