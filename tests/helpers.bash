@@ -141,3 +141,19 @@ held_end() {
 	HELD_FDS="${HELD_FDS/ ${!fdvar}/}"
 	wait "${!pidvar}"
 }
+
+# at_least SECONDS - $output is wcclient's "... after N.Ns" and N >= SECONDS.
+# The idle timeout is a lower bound measured from the client's connect (the
+# server's timer starts later, when its process has started); how much
+# later depends on the machine, so no upper bound but the client's own
+# --max-seconds, well below the 60 s default the timeout must not fall back to.
+at_least() {
+	[[ "$output" =~ after\ ([0-9]+\.[0-9])s$ ]] || { echo "no duration in: $output" >&2; return 1; }
+	python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' \
+		"${BASH_REMATCH[1]}" "$1" || { echo "closed too early: $output" >&2; return 1; }
+}
+
+# dead PID - the process has ended: gone, or a zombie its parent has not reaped.
+dead() {
+	[ ! -e "/proc/$1" ] || awk '$3 != "Z" { exit 1 }' "/proc/$1/stat" 2>/dev/null
+}

@@ -23,17 +23,6 @@ logged() {
 	[ "$(grep -cE "$1" "$BATS_TEST_TMPDIR/server.log")" -ge "$2" ]
 }
 
-# at_least SECONDS - $output is wcclient's "... after N.Ns" and N >= SECONDS.
-# The idle timeout is a lower bound measured from the client's connect (the
-# server's timer starts later, when its process has started); how much
-# later depends on the machine, so no upper bound but the client's own
-# --max-seconds, well below the 60 s default the timeout must not fall back to.
-at_least() {
-	[[ "$output" =~ after\ ([0-9]+\.[0-9])s$ ]] || { echo "no duration in: $output" >&2; return 1; }
-	python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' \
-		"${BASH_REMATCH[1]}" "$1" || { echo "closed too early: $output" >&2; return 1; }
-}
-
 @test "a client over TCP gets one reply line per command" {
 	run -0 client send 'WHY\nWHO\nWHERE\n'
 	[ "${#lines[@]}" -eq 4 ] # three replies and the end= line on stderr
