@@ -116,7 +116,7 @@ def cmd_hold(a):
     raise_nofile()
     socks = []
     for _ in range(a.n):
-        socks.append(connect(a.port, 30))
+        socks.append(connect(a.port, 60))
         if a.send:
             socks[-1].sendall(a.send.encode().decode("unicode_escape").encode("latin-1"))
         if a.served:
@@ -189,7 +189,7 @@ def cmd_burst_check(a):
     failures = []
     checkers = []
     for _ in range(a.checkers):
-        s = connect(a.port, 30)
+        s = connect(a.port, 60)
         s.sendall(b"WHY\n")
         if recv_line(s) != "42":
             print("checker not served")
@@ -202,7 +202,7 @@ def cmd_burst_check(a):
     def opener(k):
         for _ in range(k):
             try:
-                s = connect(a.port, 30)
+                s = connect(a.port, 60)
                 s.sendall(b"WHY\n")
                 r = recv_line(s)
             except OSError as e:
@@ -248,7 +248,7 @@ def cmd_burst_check(a):
 
 def cmd_pipeline(a):
     """Sends N commands in one write, counts the replies."""
-    s = connect(a.port, 30)
+    s = connect(a.port, 60)
     s.sendall((a.cmd + "\n").encode() * a.n)
     s.shutdown(socket.SHUT_WR)
     data, how = recv_all(s, 64 << 20)
