@@ -98,7 +98,11 @@ load helpers
 
 @test "WHOCONN_IDLE_TIMEOUT sets the idle timeout" {
 	start_server -E WHOCONN_IDLE_TIMEOUT=1
-	run -0 client idle --max-seconds 5
-	[[ "$output" =~ eof\ after\ 1\. ]]
+	# at least 1 s after the connect, and a close long before the 60 s
+	# default (the server's timer starts when its process has started: how
+	# much after the connect depends on the machine)
+	run -0 client idle --max-seconds 20
+	[[ "$output" =~ ^\'\'\ eof\ after\  ]]
+	at_least 1
 	stop_server
 }

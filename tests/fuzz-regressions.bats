@@ -10,12 +10,13 @@ load helpers
 # inside the BEGIN of the INSERT), so a held connection was never counted.
 @test "a held connection registers in a fresh registry no WHO has touched" {
 	db="$BATS_TEST_TMPDIR/fresh.db"
-	(sleep 1.5; printf 'WHY\n') | WHOCONN_DB="$db" "$WHOCONN" >"$BATS_TEST_TMPDIR/held.out" 2>>"$BATS_TEST_TMPDIR/log" &
-	held=$!
-	sleep 0.7
+	# the held session is served first (its reply tells it has registered,
+	# on a file nobody initialised), and only then does a WHO open the file
+	held_start held WHOCONN_DB="$db"
+	held_ask held 'WHY\n' 42
 	run -0 stdio 'WHO\n' WHOCONN_DB="$db"
 	[ "${lines[0]}" = "2" ]
-	wait "$held"
+	held_end held
 	[ "$(cat "$BATS_TEST_TMPDIR/held.out")" = "42" ]
 	run ! grep -F 'registry register' "$BATS_TEST_TMPDIR/log"
 }

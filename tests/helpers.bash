@@ -68,11 +68,17 @@ hold() {
 	local ready="$BATS_TEST_TMPDIR/ready.$RANDOM"
 	python3 "$CLIENT" --port "$PORT" hold "$@" --ready "$ready" &
 	HOLD_PID=$!
-	for _ in $(seq 1200); do
+	# a condition: N connections opened (and, --served, answered) one after
+	# the other, which a slow machine with a sanitized build can take
+	# minutes for; the client bounds each step itself (LOAD_SECONDS) and exits on
+	# failure, so wait while it runs (10 min at most)
+	for _ in $(seq 12000); do
 		[ -e "$ready" ] && return 0
+		kill -0 "$HOLD_PID" 2>/dev/null || break
 		sleep 0.05
 	done
-	echo "hold: connections not open in time" >&2
+	[ -e "$ready" ] && return 0
+	echo "hold: connections not open (the client has exited or 10 min passed)" >&2
 	return 1
 }
 
@@ -97,4 +103,74 @@ wait_for_children() {
 	done
 	echo "wanted $1 connection processes, have $(connection_pids | wc -l)" >&2
 	return 1
+}
+
+# wait_until WHAT CMD... - polls CMD (quietly) until it succeeds.  A wait for
+# a condition, not a timing check: bounded at 60 s for a slow, busy machine;
+# on failure says what it waited for and runs CMD once more, loudly.
+wait_until() {
+	local what="$1"; shift
+	for _ in $(seq 1200); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	echo "waited 60 s for $what; last try:" >&2
+	"$@" >&2
+	return 1
+}
+
+# A held stdio session, driven through a fifo so the test decides when each
+# request is sent (never a timer):
+#   held_start NAME [ENV=VALUE...] - starts $WHOCONN reading NAME.in, replies
+#       to NAME.out (in $BATS_TEST_TMPDIR); sets HELD_PID_NAME; the test's
+#       writer fd stays open, so the session sees no EOF until held_end.
+#   held_ask NAME LINE REPLY - writes LINE, waits until NAME.out holds REPLY
+#       as a line: the session has then been served (and, by the README's
+#       contract, is counted by any WHO that begins now).
+#   held_end NAME - closes the writer (EOF) and waits for the process.
+held_start() {
+	local name="$1" fifo="$BATS_TEST_TMPDIR/$1.in" fd; shift
+	mkfifo "$fifo"
+	: >"$BATS_TEST_TMPDIR/$name.out"
+	# the child closes every writer the test keeps, or it would never see EOF
+	(
+		for fd in ${HELD_FDS:-}; do eval "exec $fd>&-"; done
+		exec env "$@" "$WHOCONN" >"$BATS_TEST_TMPDIR/$name.out" 2>>"$BATS_TEST_TMPDIR/log"
+	) <"$fifo" &
+	printf -v "HELD_PID_$name" '%s' "$!"
+	exec {fd}>"$fifo" # meets the child's open of the fifo
+	printf -v "HELD_FD_$name" '%s' "$fd"
+	HELD_FDS="${HELD_FDS:-} $fd"
+}
+
+held_ask() {
+	local fdvar="HELD_FD_$1"
+	printf '%b' "$2" >&"${!fdvar}"
+	wait_until "reply '$3' in $1.out" grep -qxF "$3" "$BATS_TEST_TMPDIR/$1.out" || {
+		echo "$1.out holds: $(cat "$BATS_TEST_TMPDIR/$1.out")" >&2
+		return 1
+	}
+}
+
+held_end() {
+	local fdvar="HELD_FD_$1" pidvar="HELD_PID_$1"
+	eval "exec ${!fdvar}>&-"
+	HELD_FDS="${HELD_FDS/ ${!fdvar}/}"
+	wait "${!pidvar}"
+}
+
+# at_least SECONDS - $output is wcclient's "... after N.Ns" and N >= SECONDS.
+# The idle timeout is a lower bound measured from the client's connect (the
+# server's timer starts later, when its process has started); how much
+# later depends on the machine, so no upper bound but the client's own
+# --max-seconds, well below the 60 s default the timeout must not fall back to.
+at_least() {
+	[[ "$output" =~ after\ ([0-9]+\.[0-9])s$ ]] || { echo "no duration in: $output" >&2; return 1; }
+	python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' \
+		"${BASH_REMATCH[1]}" "$1" || { echo "closed too early: $output" >&2; return 1; }
+}
+
+# dead PID - the process has ended: gone, or a zombie its parent has not reaped.
+dead() {
+	[ ! -e "/proc/$1" ] || awk '$3 != "Z" { exit 1 }' "/proc/$1/stat" 2>/dev/null
 }

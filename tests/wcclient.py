@@ -30,7 +30,13 @@ def raise_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def connect(port, timeout=5.0):
+# A socket operation waits for a condition (a process started and answered):
+# bounded generously, a slow, busy machine with a sanitized build only takes
+# longer.  A mode that measures a time bounds it itself.
+SOCKET_TIMEOUT = 30.0
+
+
+def connect(port, timeout=SOCKET_TIMEOUT):
     s = socket.create_connection((HOST, port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
@@ -98,7 +104,7 @@ def cmd_wait_who(a):
         try:
             last = ask(a.port)
         except socket.timeout:
-            last = "no reply in 5 s"  # a loaded machine: ask again until the deadline
+            last = "no reply in %d s" % SOCKET_TIMEOUT  # ask again until the deadline
         if last == str(a.expected):
             print("%s after %.3fs" % (last, time.monotonic() - t0))
             return 0
@@ -246,7 +252,7 @@ def cmd_burst_check(a):
 
 def cmd_pipeline(a):
     """Sends N commands in one write, counts the replies."""
-    s = connect(a.port, 30)
+    s = connect(a.port, 60)
     s.sendall((a.cmd + "\n").encode() * a.n)
     s.shutdown(socket.SHUT_WR)
     data, how = recv_all(s, 64 << 20)
@@ -284,6 +290,8 @@ def cmd_idle(a):
     prints what arrived and after how long."""
     s = connect(a.port, a.max_seconds)
     t0 = time.monotonic()
+    if a.send_after:
+        time.sleep(a.send_after)
     if a.send:
         s.sendall(a.send.encode().decode("unicode_escape").encode("latin-1"))
     data, how = recv_all(s)
@@ -320,7 +328,7 @@ def main():
     x = sub.add_parser("send")
     x.add_argument("data")
     x.add_argument("--keep-open", action="store_true")
-    x.add_argument("--timeout", type=float, default=5.0)
+    x.add_argument("--timeout", type=float, default=SOCKET_TIMEOUT)
     sub.add_parser("who")
     x = sub.add_parser("wait-who")
     x.add_argument("expected", type=int)
@@ -350,6 +358,7 @@ def main():
     x.add_argument("--max-seconds", type=float, default=20)
     x = sub.add_parser("idle")
     x.add_argument("--send")
+    x.add_argument("--send-after", type=float, default=0, help="seconds between connect and --send")
     x.add_argument("--max-seconds", type=float, default=20)
     x = sub.add_parser("noread")
     x.add_argument("--max-seconds", type=float, default=30)
