@@ -212,7 +212,7 @@ wc_start() {
 		-E WHOCONN_DB="$(dir "$n")/registry.db" -E WHOCONN_SERVER_ID="${CL_IDS[$n]}" \
 		"$WHOCONN" >>"$(dir "$n")/whoconn.log" 2>&1 &
 	echo $! >"$(dir "$n")/wc.pid"
-	for _ in $(seq 100); do
+	for _ in $(seq 1200); do # a condition: 60 s for a slow, busy machine
 		in_ns "$n" nc -z 127.0.0.1 $WC_PORT 2>/dev/null && return 0
 		sleep 0.05
 	done
@@ -240,17 +240,18 @@ heal() { ip -n "$(ns sw)" link set "v$1" master br0; }
 
 keys() { ectl "$1" get --prefix /whoconn/ --keys-only 2>/dev/null | grep -c . || true; }
 
-# cluster_up - three servers, each publishing its count (5 s max).
+# cluster_up - three servers, each publishing its count (a condition: 60 s
+# max, for a slow, busy machine; convergence bounds are the tests' own).
 cluster_up() {
 	net_up
 	[ -z "$CL_TLS" ] || make_pki
 	for n in 1 2 3; do mkdir -p "$(dir "$n")"; etcd_start "$n"; done
 	if [ -n "$CL_AUTH" ]; then
-		for _ in $(seq 100); do ectl 1 endpoint health >/dev/null 2>&1 && break; sleep 0.05; done
+		for _ in $(seq 1200); do ectl 1 endpoint health >/dev/null 2>&1 && break; sleep 0.05; done
 		auth_setup
 	fi
 	for n in 1 2 3; do sync_start "$n"; wc_start "$n"; done
-	for _ in $(seq 100); do
+	for _ in $(seq 1200); do
 		[ "$(keys 1)" = 3 ] && return 0
 		sleep 0.05
 	done
@@ -288,7 +289,7 @@ leader() {
 cl_hold() {
 	local ready="$BATS_TEST_TMPDIR/ready.$1.$RANDOM"
 	ip netns exec "$(ns "$1")" python3 "$CLIENT" --port $WC_PORT hold "$2" --ready "$ready" --max-seconds 120 &
-	for _ in $(seq 200); do
+	for _ in $(seq 1200); do # a condition: 60 s
 		[ -e "$ready" ] && return 0
 		sleep 0.05
 	done

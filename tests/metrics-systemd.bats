@@ -32,7 +32,7 @@ setup_file() {
 		</dev/null >"$BATS_FILE_TMPDIR/nspawn.log" 2>&1 3>&- &
 	export NSPAWN_PID=$!
 	LEADER=""
-	for _ in $(seq 200); do
+	for _ in $(seq 1200); do # conditions below: 60 s for a slow, busy machine
 		LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd || true)
 		[ -n "$LEADER" ] && break
 		sleep 0.05
@@ -61,10 +61,12 @@ setup_file() {
 		systemctl daemon-reload
 		systemctl start whoconn.socket whoconn-metrics.socket"
 	for p in "$PORT" "$MPORT"; do
-		for _ in $(seq 100); do
-			nc -z 127.0.0.1 "$p" 2>/dev/null && break
+		for _ in $(seq 1200); do
+			nc -z 127.0.0.1 "$p" 2>/dev/null && continue 2
 			sleep 0.05
 		done
+		echo "nothing listens on $p after 60 s" >&2
+		return 1
 	done
 }
 
@@ -96,10 +98,11 @@ sample() {
 	get /metrics | awk -v k="$1" '$1 == k { print $2; found = 1 } END { exit !found }'
 }
 
-# wait_sample NAME VALUE - until the sample has the value (10 s max).
+# wait_sample NAME VALUE - until the sample has the value (a condition:
+# 60 s max, for a slow, busy machine).
 wait_sample() {
 	local v
-	for _ in $(seq 100); do
+	for _ in $(seq 600); do
 		v=$(sample "$1" || true)
 		[ "$v" = "$2" ] && return 0
 		sleep 0.1
@@ -143,7 +146,7 @@ wait_sample() {
 	cursor=$(inside journalctl --show-cursor -n 0 -q | sed -n 's/^-- cursor: //p')
 	run -0 get /nothing-here
 	[ "${lines[0]}" = "HTTP/1.1 404 Not Found" ]
-	for _ in $(seq 50); do
+	for _ in $(seq 600); do # the line is written after the answer: 60 s max
 		inside journalctl -q -o cat -u 'whoconn-metrics@*' --after-cursor="$cursor" |
 			grep -qx 'answered 404: no such path' && break
 		sleep 0.1
