@@ -210,6 +210,11 @@ socket_dropin() {
 }
 
 @test "with 100 connections held and served a fresh WHO answers 101 at once, NConnections + 1" {
+	# on a slow machine 100 instance starts take longer than the idle
+	# timeout (60 s): the first connections must not close meanwhile
+	inside_sh "mkdir -p /etc/systemd/system/whoconn@.service.d
+		printf '[Service]\nEnvironment=WHOCONN_IDLE_TIMEOUT=3600\n' >/etc/systemd/system/whoconn@.service.d/idle.conf
+		systemctl daemon-reload"
 	cursor=$(journal_cursor)
 	hold 100 --served --who-into "$BATS_TEST_TMPDIR/who"
 	run -0 cat "$BATS_TEST_TMPDIR/who"
