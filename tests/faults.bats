@@ -83,7 +83,7 @@ wait_for_log_lines() {
 	# the held processes, named before the askers below start theirs (a
 	# sanitized asker's process can still be exiting when the next line runs)
 	wait_for_children 3
-	pids=$(connection_pids)
+	pids=$CHILDREN
 	head -c 65536 /dev/urandom >"$BATS_TEST_TMPDIR/garbage"
 	# the whole set replaced: with the old -wal left, SQLite would read
 	# the old pages from it and WHO would go on counting (also fine)
@@ -201,7 +201,7 @@ wait_for_log_lines() {
 	start_server
 	python3 - "$PORT" >"$BATS_TEST_TMPDIR/out" <<-'EOF' &
 	import socket, sys, time
-	s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+	s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=300)  # a busy machine
 	s.sendall(b"WHY\nWH")
 	data = b""
 	while True:
@@ -215,7 +215,7 @@ wait_for_log_lines() {
 	# the reader's own process, named before any other connection exists:
 	# the wait-who's process below may still be ending when SIGTERM is sent
 	wait_for_children 1
-	victim=$(connection_pids)
+	victim=$CHILDREN
 	run -0 client wait-who 2
 	kill -TERM "$victim"
 	wait "$reader"

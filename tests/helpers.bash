@@ -93,12 +93,15 @@ connection_pids() {
 	pgrep -P "$SERVER_PID" || true
 }
 
-# wait_for_children N - until exactly N connection processes run.  A wait
-# for a condition, not a timing check: bounded at 60 s for a slow, busy
-# machine (a sanitized process takes long to start and to exit).
+# wait_for_children N - until exactly N connection processes run; sets
+# CHILDREN to their PIDs, as seen in that same look (a second pgrep could
+# already see another set).  A wait for a condition, not a timing check:
+# bounded at 60 s for a slow, busy machine (a sanitized process takes long
+# to start and to exit).
 wait_for_children() {
 	for _ in $(seq 1200); do
-		[ "$(connection_pids | wc -l)" -eq "$1" ] && return 0
+		CHILDREN=$(connection_pids)
+		[ "$(grep -c . <<<"$CHILDREN")" -eq "$1" ] && return 0
 		sleep 0.05
 	done
 	echo "wanted $1 connection processes, have $(connection_pids | wc -l)" >&2
