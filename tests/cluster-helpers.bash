@@ -298,9 +298,15 @@ cl_hold() {
 }
 
 # ask N - one session on host N asking WHO, WHERE, WHY; the client gives up
-# after 1 s without a reply, and prints how the connection ended.
+# after ASK_SECONDS without a reply, and prints how the connection ended.
+# whoconn never waits on etcd (it reads only its registry; the agent's etcd
+# calls time out at 1 s and never hold the registry's lock), so a server
+# cut off from etcd answers as fast as any other: the bound catches a hang,
+# and leaves a loaded machine the hundreds of ms a process start can take
+# (1 s, which this used to be, timed out at load 150).
+ASK_SECONDS=5
 ask() {
-	in_ns "$1" python3 "$CLIENT" --port $WC_PORT send 'WHO\nWHERE\nWHY\n' --timeout 1 2>&1
+	in_ns "$1" python3 "$CLIENT" --port $WC_PORT send 'WHO\nWHERE\nWHY\n' --timeout $ASK_SECONDS 2>&1
 }
 
 # wait_who N EXPECTED SECONDS - until host N answers WHO with EXPECTED.
