@@ -260,6 +260,18 @@ break_registry() {
 	[ "${lines[-1]}" = "Configuration file is valid" ]
 }
 
+@test "the fronted socket drop-in raises the per-source cap to MaxConnections, above the balancer's maxconn" {
+	local unit="$TOP/units/whoconn.socket.in" dropin="$TOP/contrib/haproxy/whoconn.socket.d/fronted.conf"
+	run -0 sed -n 's/^MaxConnections=//p' "$unit"
+	local max=$output
+	run -0 sed -n 's/^MaxConnectionsPerSource=//p' "$dropin"
+	[ "$output" = "$max" ]
+	run -0 grep -c '^\[Socket\]$' "$dropin"
+	[ "$output" = 1 ]
+	run -0 sed -n 's/^ *default-server .* maxconn \([0-9]*\).*/\1/p' "$CFG"
+	[ "$output" -lt "$max" ]
+}
+
 @test "a session through the front door is answered by one of the servers" {
 	run -0 bash -c "printf 'WHY\nWHERE\nQUIT\n' | nc -N 127.0.0.1 $FRONT_PORT"
 	[ "${#lines[@]}" -eq 3 ]
