@@ -105,11 +105,11 @@ SUITES_CLUSTER = tests/cluster.bats tests/etcd.bats
 SUITES = $(filter-out $(SUITES_SYSTEMD) $(SUITES_CLUSTER),$(wildcard tests/*.bats))
 
 check-suites:
-	bats --print-output-on-failure $(SUITES)
+	bats --timing --print-output-on-failure $(SUITES)
 check-suites-systemd:
-	bats --print-output-on-failure $(SUITES_SYSTEMD)
+	bats --timing --print-output-on-failure $(SUITES_SYSTEMD)
 check-suites-cluster:
-	bats --print-output-on-failure $(SUITES_CLUSTER)
+	bats --timing --print-output-on-failure $(SUITES_CLUSTER)
 
 # Units are substituted at install time, so PREFIX/BINDIR given to
 # `make install` always win over an earlier build.

@@ -108,7 +108,7 @@ check-asan: $(ROBUST_DIR)/whoconn-asan
 	@scripts/ensure-deps $(DEPS_CHECK)
 	@rm -rf $(dir $(SAN_LOG)) && mkdir -p $(dir $(SAN_LOG))
 	WHOCONN_BIN=$(ROBUST_DIR)/whoconn-asan WHOCONN_SANITIZED=1 \
-		bats --print-output-on-failure $(ASAN_SUITES)
+		bats --timing --print-output-on-failure $(ASAN_SUITES)
 	robust/san-reports.sh $(dir $(SAN_LOG))
 
 # The same, over the suites check-asan leaves to check-full; its own report
@@ -120,7 +120,7 @@ $(ROBUST_DIR)/whoconn-asan-rest: $(SAN_WHOCONN_SRC) $(SAN_HEADERS) lib/whoconn-s
 check-asan-rest: $(ROBUST_DIR)/whoconn-asan-rest
 	@rm -rf $(dir $(SAN_REST_LOG)) && mkdir -p $(dir $(SAN_REST_LOG))
 	WHOCONN_BIN=$(ROBUST_DIR)/whoconn-asan-rest WHOCONN_SANITIZED=1 \
-		bats --print-output-on-failure $(ASAN_REST_SUITES)
+		bats --timing --print-output-on-failure $(ASAN_REST_SUITES)
 	robust/san-reports.sh $(dir $(SAN_REST_LOG))
 
 # Valgrind runs the normal build (but for its linking, below): one session with every
