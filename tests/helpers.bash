@@ -39,8 +39,15 @@ start_server() {
 		-E WHOCONN_DB="$DB" "$@" "$WHOCONN" \
 		2>>"$BATS_TEST_TMPDIR/server.log" &
 	SERVER_PID=$!
-	for _ in $(seq 100); do
-		nc -z 127.0.0.1 "$PORT" 2>/dev/null && return 0
+	# a condition (60 s at most): listening, and the probe's own session
+	# over.  nc -z's connection is a session: a test that names "the"
+	# connection process must not find the probe's, still exiting.
+	for _ in $(seq 1200); do
+		if nc -z 127.0.0.1 "$PORT" 2>/dev/null; then
+			wait_for_children 0
+			return
+		fi
+		kill -0 "$SERVER_PID" 2>/dev/null || break
 		sleep 0.05
 	done
 	echo "server did not start listening on $PORT" >&2
