@@ -13,8 +13,9 @@ load helpers
 
 CHECK="$TOP/tests/etcd-check"
 # Bounds, generous for a slow machine: an etcd member answers within
-# ETCD_READY_S of its start; a condition a test waits for comes within
-# WAIT_S (tests/etcd-check's own waits give up after 20 s).
+# ETCD_READY_S of its start; a killed member is gone within WAIT_S; a
+# condition a test waits for comes within wait_until's bound
+# (tests/helpers.bash; tests/etcd-check's own waits give up after 20 s).
 ETCD_READY_S=30
 WAIT_S=25
 
@@ -123,18 +124,6 @@ revision() {
 	check rev / | sed -n 's/^revision: //p'
 }
 
-# wait_for WHAT COMMAND... - until COMMAND succeeds, for at most WAIT_S.
-wait_for() {
-	local what="$1" end=$((SECONDS + WAIT_S))
-	shift
-	while [ $SECONDS -lt $end ]; do
-		"$@" && return 0
-		sleep 0.1
-	done
-	echo "not within $WAIT_S s: $what" >&2
-	return 1
-}
-
 @test "a put is read back by key and by prefix, and counted" {
 	run -0 check put "${K}a" 1 put "${K}b" two get "${K}a" prefix "$K" count "$K" get "${K}none"
 	[ "${#lines[@]}" -eq 6 ]
@@ -208,7 +197,7 @@ wait_for() {
 	local out="$BATS_TEST_TMPDIR/check.out" go="$BATS_TEST_TMPDIR/expired"
 	check put "${K}a" 1 wait "$go" put "${K}a" 2 get "${K}a" >"$out" &
 	WATCH_PID=$!
-	wait_for "the first put" grep -q "put: ok" "$out"
+	wait_until "the first put" grep -q "put: ok" "$out"
 	# A token taken after the client's expires no earlier than the client's
 	# (both idle): once etcd refuses it, the client's is gone too.  Each use
 	# renews a token, so it is tried after ever longer idle times.
@@ -247,7 +236,7 @@ wait_for() {
 	member_kill nl2
 	# until the survivor knows it has no leader (its calls time out before)
 	no_leader() { "$CHECK" --endpoints "$(url nl1)" count /nl/ | grep -q "no leader"; }
-	wait_for "no leader on nl1" no_leader
+	wait_until "no leader on nl1" no_leader
 	run -1 "$CHECK" --endpoints "$(url nl1)" count /nl/ put /nl/a 2
 	[ "${#lines[@]}" -eq 2 ]
 	[ "${lines[0]}" = "count: EREMOTEIO: refused the request (HTTP 503: etcdserver: no leader)" ]
@@ -260,7 +249,7 @@ wait_for() {
 	[ "${lines[1]}" = "put: ok" ]
 	"$CHECK" --endpoints "$(url kw)" watch /kw/ 1 100 >"$out" &
 	WATCH_PID=$!
-	wait_for "the watch's events" grep -q "put /kw/b 2" "$out"
+	wait_until "the watch's events" grep -q "put /kw/b 2" "$out"
 	member_kill kw
 	local rc=0
 	wait "$WATCH_PID" || rc=$?
@@ -294,7 +283,7 @@ wait_for() {
 		c.close()
 	EOF
 	FAKE_PID=$!
-	wait_for "the fake gateway" test -e "$port"
+	wait_until "the fake gateway" test -e "$port"
 	run -1 "$CHECK" --endpoints "http://127.0.0.1:$(cat "$port")" watch /k/ 1 2
 	[ "${#lines[@]}" -eq 2 ]
 	[ "${lines[0]}" = "put /k/a 1" ]

@@ -39,14 +39,9 @@ registry_log_lines() {
 	grep -c "^whoconn\[$1\]: registry " "$BATS_TEST_TMPDIR/server.log" || true
 }
 
-# wait_for_log_lines PID N - until PID has logged N registry errors (60 s max).
-wait_for_log_lines() {
-	for _ in $(seq 1200); do
-		[ "$(registry_log_lines "$1")" -ge "$2" ] && return 0
-		sleep 0.05
-	done
-	echo "process $1 logged $(registry_log_lines "$1") registry errors, wanted $2" >&2
-	return 1
+# logged_at_least PID N - whether PID has logged N registry errors yet.
+logged_at_least() {
+	[ "$(registry_log_lines "$1")" -ge "$2" ]
 }
 
 # ---- the registry file under held connections ---------------------------
@@ -97,7 +92,7 @@ wait_for_log_lines() {
 	# the held processes retry every second; each logs the cause once: once
 	# all three have logged it, two more retry periods add no line
 	[ "$(echo "$pids" | wc -w)" -eq 3 ]
-	for pid in $pids; do wait_for_log_lines "$pid" 1; done
+	for pid in $pids; do wait_until "process $pid to log its registry error" logged_at_least "$pid" 1; done
 	sleep 2.2
 	for pid in $pids; do
 		[ "$(registry_log_lines "$pid")" -eq 1 ]
