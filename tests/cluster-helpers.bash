@@ -288,7 +288,7 @@ leader() {
 # cl_hold N COUNT - COUNT clients held open on host N until the test ends.
 cl_hold() {
 	local ready="$BATS_TEST_TMPDIR/ready.$1.$RANDOM"
-	ip netns exec "$(ns "$1")" python3 "$CLIENT" --port $WC_PORT hold "$2" --ready "$ready" --max-seconds 120 &
+	ip netns exec "$(ns "$1")" python3 "$CLIENT" --port $WC_PORT hold "$2" --ready "$ready" &
 	for _ in $(seq 1200); do # a condition: 60 s
 		[ -e "$ready" ] && return 0
 		sleep 0.05
