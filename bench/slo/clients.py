@@ -142,12 +142,15 @@ async def held_one(a, out, end):
                     try:
                         line = await asyncio.wait_for(reader.readline(), a.dead_after)
                     except asyncio.TimeoutError:
-                        how = "silent"
+                        # nothing is sent after the end: silence then is no loss
+                        how = "end" if time.monotonic() >= end else "silent"
                         break
                     if not line.endswith(b"\n"):
                         how = "eof"
                         break
                     now = time.time()
+                    if not pending:
+                        continue  # a line nobody asked for: whoconn sends none
                     t_send, cmd = pending.pop(0)
                     answer = line[:LINE_MAX].decode("latin-1").strip()
                     if cmd == "WHERE":

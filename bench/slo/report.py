@@ -158,6 +158,8 @@ def main():
             dev = v - high if v > high else (v - low if v < low else 0)
             who.append((r.done, v, low, high, dev))
 
+    who.sort()
+
     def steady(t):
         if t < t0 + STEADY_AFTER:
             return False
