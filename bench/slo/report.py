@@ -231,8 +231,9 @@ def main():
       % (avail_held, sum(1 for r in held if not r.good), len(held)))
     w("| held connections lost on a faulted server (killed, partitioned, drained) | %d |" % len(lost_faulted))
     w("| held connections lost on any other server | **%d** |" % len(lost_other))
-    w("| WHO within the true total's bounds in steady windows | %d of %d (%.2f %%) |"
-      % (exact_steady, len(who_steady), pct(exact_steady, len(who_steady))))
+    w("| WHO within the true total's bounds in steady windows (bounds' width: median %d, p90 %d) | %d of %d (%.2f %%) |"
+      % (quantile([x[3] - x[2] for x in who_steady], .5), quantile([x[3] - x[2] for x in who_steady], .9),
+         exact_steady, len(who_steady), pct(exact_steady, len(who_steady))))
     w("| latency, short sessions from connect: p50 / p99 / max | %.0f / %.0f / %.0f ms |"
       % (1000 * quantile(lat_short, .5), 1000 * quantile(lat_short, .99), 1000 * max(lat_short, default=0)))
     w("| latency, held WHO from send: p50 / p99 / max | %.0f / %.0f / %.0f ms |"
