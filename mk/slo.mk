@@ -2,7 +2,7 @@
 # HAProxy front with the shipped configuration and a client fleet, all in
 # network namespaces, under a schedule of faults.  `make slo` is the full
 # run (SLO_SECONDS, SLO_FAULTS) and writes bench/slo-RESULTS.md and
-# bench/slo-timeline.png; check-slo is a one-minute version in make check
+# bench/slo-timeline.png; check-slo is a 90-second version in make check
 # that fails when availability at the front falls below 99.9 % or a held
 # connection is lost on a server no fault touched.
 DEPS_SLO = haproxy socat etcd-server etcd-client iproute2 python3 python3-matplotlib systemd
@@ -13,7 +13,7 @@ SLO_SECONDS ?= 360
 # every fault class, each twice (a fault every 20 s; a rolling restart
 # takes longer and delays the next)
 SLO_FAULTS ?= kill leader partition drain agent etcd registry rolling
-SLO_CHECK_SECONDS ?= 60
+SLO_CHECK_SECONDS ?= 90
 SLO_CHECK_FAULTS ?= kill drain agent
 
 slo: whoconn whoconn-sync
@@ -24,7 +24,7 @@ slo: whoconn whoconn-sync
 # namespaces), reported as skipped, as the bats suites skip.
 check-slo: whoconn whoconn-sync
 	@scripts/ensure-deps $(DEPS_SLO_CHECK)
-	SLO_PERIOD=15 SLO_WARMUP=6 bench/slo/run -g $(SLO_CHECK_SECONDS) "$(SLO_CHECK_FAULTS)" build/slo-check; \
+	SLO_PERIOD=20 SLO_WARMUP=8 bench/slo/run -g $(SLO_CHECK_SECONDS) "$(SLO_CHECK_FAULTS)" build/slo-check; \
 	rc=$$?; [ $$rc -ne 77 ] || { echo "check-slo: skipped"; rc=0; }; exit $$rc
 
 CHECK_BUILD  += whoconn-sync
