@@ -45,8 +45,8 @@ CHECK_STAGES += check-metrics
 # log line and the metric alike.)
 check-metrics:
 	@scripts/ensure-deps prometheus clang-tidy cppcheck
-	promtool check rules contrib/prometheus/whoconn.rules.yml
-	cd contrib/prometheus && promtool test rules whoconn.rules.test.yml
+	promtool check rules contrib/prometheus/whoconn.rules.yml contrib/prometheus/whoconn-slo.rules.yml
+	cd contrib/prometheus && promtool test rules whoconn.rules.test.yml whoconn-slo.rules.test.yml
 	clang-tidy --quiet --warnings-as-errors='*' whoconn-metrics.c lib/http.c -- -std=c11 \
 		-DWHOCONN_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \

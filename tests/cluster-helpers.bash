@@ -206,9 +206,12 @@ sync_start() {
 # sync_log N - what host N's agent logged, without the "whoconn-sync[PID]: ".
 sync_log() { sed 's/^whoconn-sync\[[0-9]*\]: //' "$(dir "$1")/sync.log"; }
 
+# WC_LISTEN: the address whoconn listens on in its host; 0.0.0.0 for a
+# front door in another namespace (bench/slo/topology.bash).
+WC_LISTEN=127.0.0.1
 wc_start() {
 	local n="$1"
-	ip netns exec "$(ns "$n")" systemd-socket-activate -l "127.0.0.1:$WC_PORT" --inetd -a \
+	ip netns exec "$(ns "$n")" systemd-socket-activate -l "$WC_LISTEN:$WC_PORT" --inetd -a \
 		-E WHOCONN_DB="$(dir "$n")/registry.db" -E WHOCONN_SERVER_ID="${CL_IDS[$n]}" \
 		"$WHOCONN" >>"$(dir "$n")/whoconn.log" 2>&1 &
 	echo $! >"$(dir "$n")/wc.pid"
