@@ -15,6 +15,10 @@ import statistics
 import sys
 
 GOOD_WITHIN = 1.0      # s: a request is good when its right answer arrives by then
+                       # (--good-within; make check's gate asks only for a right
+                       # answer within the clients' own 5 s timeout: a latency
+                       # bound is a benchmark's, and fails on a busy machine)
+DETECTED_WITHIN = 1.0  # s: the front should have taken a dead server out by then
 CONVERGENCE = 0.5      # s: a count change reaches every server's WHO (DESIGN.md 5, 2.: ~0.3 s)
 CHECKS = 3             # the front's health checks: one session per server may be open
 STEADY_AFTER = 4.0     # s after a recovery: staleness bound (3 s) + 1 s; steady from then
@@ -104,6 +108,7 @@ class Truth:
 
 
 def main():
+    global GOOD_WITHIN
     p = argparse.ArgumentParser()
     p.add_argument("--dir", required=True)
     p.add_argument("--out", required=True)
@@ -111,7 +116,9 @@ def main():
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--settings", default="")
     p.add_argument("--gate", type=float)
+    p.add_argument("--good-within", type=float, default=GOOD_WITHIN)
     a = p.parse_args()
+    GOOD_WITHIN = a.good_within
     ids = a.ids.split(",")
     reqs = [Req(r) for r in load(os.path.join(a.dir, "requests.tsv"),
                                  (float, str, str, str, float, str, str, int))]
@@ -181,7 +188,7 @@ def main():
         return {"n": len(rs), "failed": len(failed),
                 "failed_short": sum(1 for r in failed if r.kind == "short"),
                 "retry_failed": sum(1 for r in rs if r.kind == "short" and not retried_good(r)),
-                "after_detect": sum(1 for r in failed if r.t > lo + GOOD_WITHIN and r.t < hi),
+                "after_detect": sum(1 for r in failed if r.t > lo + DETECTED_WITHIN and r.t < hi),
                 "gap": gap, "worst": worst, "dur": dur}
 
     rows = []
