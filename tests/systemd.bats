@@ -825,9 +825,20 @@ install_under_load() {
 @test "an upgrade under load, and its rollback, keep the listening socket: no session fails, no held connection is lost, new connections run the installed version, and both versions count each other" {
 	inside dpkg-query -W whoconn >/dev/null 2>&1 || skip "the .deb is not installed (the test above failed)"
 	local old old_deb ino agent
+	if [ -n "${WHOCONN_UPGRADE_FROM:-}" ]; then
+		# N is a previous release's package (PRODUCTION.md item 8), N+1 this tree's
+		NEXT_DEB=/deb/$(basename "$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb)")
+		NEXT_VERSION=$(inside dpkg-query -W -f='${Version}' whoconn)
+		mkdir -p "$BATS_FILE_TMPDIR/deb/from"
+		cp "$WHOCONN_UPGRADE_FROM" "$BATS_FILE_TMPDIR/deb/from/whoconn.deb"
+		old_deb=from/whoconn.deb
+		inside dpkg -i "/deb/$old_deb" >/dev/null
+	else
+		old_deb=$(basename "$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb)")
+		next_deb
+	fi
 	old=$(inside dpkg-query -W -f='${Version}' whoconn)
-	old_deb=$(basename "$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb)")
-	next_deb
+	wait_listening
 	ino=$(listen_ino)
 	[ -n "$ino" ]
 	long_idle
