@@ -785,22 +785,28 @@ versions() {
 	done | awk '{ print $2 }' | sort | uniq -c | awk '{ print $1, $2 }'
 }
 
-# hold_asking NAME N - holds N served connections that answer held_who
-# NAME; the client's PID is the last word of MORE_PIDS (teardown stops it).
+# hold_asking NAME N - holds N served connections that held_answer asks;
+# the client's PID is the last word of MORE_PIDS (teardown stops it).
 hold_asking() {
 	hold "$2" --served --ask-into "$BATS_TEST_TMPDIR/asked.$1"
 	MORE_PIDS="${MORE_PIDS:-} $HOLD_PID"
+	HELD="${HELD:-} $1:$HOLD_PID:$2"
 	HOLD_PID=""
 }
 
-# held_who NAME PID - WHO asked on each connection held by hold_asking NAME
-# (client PID): one reply a line, "lost: ..." for one no longer served.
-held_who() {
-	local f=$BATS_TEST_TMPDIR/asked.$1
-	rm -f "$f"
-	kill -USR1 "$2"
-	wait_until "WHO on the connections held as $1" test -s "$f"
-	cat "$f"
+# held_answer TOTAL - every connection held by hold_asking still answers
+# WHO, each with TOTAL: the processes of every version count each other's.
+held_answer() {
+	local h name pid n f
+	for h in $HELD; do
+		IFS=: read -r name pid n <<<"$h"
+		f=$BATS_TEST_TMPDIR/asked.$name
+		rm -f "$f"
+		kill -USR1 "$pid"
+		wait_until "WHO on the connections held as $name" test -s "$f"
+		echo "held as $name: $(tr '\n' ' ' <"$f")"
+		[ "$(cat "$f")" = "$(printf "$1%.0s\n" $(seq "$n"))" ]
+	done
 }
 
 # install_under_load DEB - dpkg -i DEB inside while a loop of short sessions
@@ -822,9 +828,32 @@ install_under_load() {
 	MORE_PIDS=${MORE_PIDS/ $loop/}
 }
 
+# installed_in_place DEB VERSION - installs DEB under load and checks what
+# an install must keep: no session failed, VERSION installed, the same
+# listening socket (inode INO), the agent (PID AGENT, then the new one)
+# restarted on the installed file.
+installed_in_place() {
+	install_under_load "$1"
+	run -0 cat "$BATS_TEST_TMPDIR/loop.out"
+	echo "installing $2: $output"
+	[[ "$output" =~ ^sessions=[0-9]+\ failed=0$ ]]
+	run -0 inside dpkg-query -W -f='${Version}' whoconn
+	[ "$output" = "$2" ]
+	# the same socket: never closed, so no connect was ever refused
+	[ "$(listen_ino)" = "$INO" ]
+	run -0 inside systemctl show -p SubState --value whoconn.socket
+	[ "$output" = listening ]
+	run -0 inside systemctl show -p MainPID --value whoconn-sync.service
+	[ "$output" != "$AGENT" ]
+	AGENT=$output
+	run -0 inside readlink "/proc/$AGENT/exe"
+	[ "$output" = /usr/bin/whoconn-sync ]
+}
+
 @test "an upgrade under load, and its rollback, keep the listening socket: no session fails, no held connection is lost, new connections run the installed version, and both versions count each other" {
 	inside dpkg-query -W whoconn >/dev/null 2>&1 || skip "the .deb is not installed (the test above failed)"
-	local old old_deb ino agent
+	local old old_deb
+	HELD=""
 	if [ -n "${WHOCONN_UPGRADE_FROM:-}" ]; then
 		# N is a previous release's package (PRODUCTION.md item 8), N+1 this tree's
 		NEXT_DEB=/deb/$(basename "$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb)")
@@ -839,8 +868,8 @@ install_under_load() {
 	fi
 	old=$(inside dpkg-query -W -f='${Version}' whoconn)
 	wait_listening
-	ino=$(listen_ino)
-	[ -n "$ino" ]
+	INO=$(listen_ino)
+	[ -n "$INO" ]
 	long_idle
 	# the agent runs (with an etcd nobody serves: it counts local clients
 	# only, and runs all the same): an upgrade restarts it on the new binary
@@ -848,58 +877,25 @@ install_under_load() {
 		printf 'WHOCONN_ETCD_ENDPOINTS=http://127.0.0.1:9\nWHOCONN_SERVER_ID=aaaaaaaa-0004-4000-8000-00000000000d\n' \
 			>/etc/whoconn/cluster.conf
 		systemctl start whoconn-sync.service"
-	agent=$(inside systemctl show -p MainPID --value whoconn-sync.service)
+	AGENT=$(inside systemctl show -p MainPID --value whoconn-sync.service)
 
 	# version N holds two connections; N+1 is installed under a session loop
 	hold_asking n 2
-	local held_n=${MORE_PIDS##* }
-	install_under_load "$NEXT_DEB"
-	run -0 cat "$BATS_TEST_TMPDIR/loop.out"
-	[[ "$output" =~ ^sessions=[0-9]+\ failed=0$ ]]
-	run -0 inside dpkg-query -W -f='${Version}' whoconn
-	[ "$output" = "$NEXT_VERSION" ]
-	# the same socket: never closed, so no connect was ever refused
-	[ "$(listen_ino)" = "$ino" ]
-	run -0 inside systemctl show -p SubState --value whoconn.socket
-	[ "$output" = listening ]
-	# the agent was restarted, on the installed file
-	run -0 inside systemctl show -p MainPID --value whoconn-sync.service
-	[ "$output" != "$agent" ]
-	agent=$output
-	run -0 inside readlink "/proc/$agent/exe"
-	[ "$output" = /usr/bin/whoconn-sync ]
-
+	installed_in_place "$NEXT_DEB" "$NEXT_VERSION"
 	# N+1 serves new connections, N's go on, and each version counts the other's
 	hold_asking next 2
-	local held_next=${MORE_PIDS##* }
 	wait_nconnections 4
 	run -0 versions
 	[ "${lines[*]}" = "2 $old 2 $NEXT_VERSION" ]
-	run -0 held_who n "$held_n" # answered by N
-	[ "${lines[*]}" = "4 4" ]
-	run -0 held_who next "$held_next" # by N+1
-	[ "${lines[*]}" = "4 4" ]
+	held_answer 4
 
 	# the rollback to N, the same way
-	install_under_load "/deb/$old_deb"
-	run -0 cat "$BATS_TEST_TMPDIR/loop.out"
-	[[ "$output" =~ ^sessions=[0-9]+\ failed=0$ ]]
-	run -0 inside dpkg-query -W -f='${Version}' whoconn
-	[ "$output" = "$old" ]
-	[ "$(listen_ino)" = "$ino" ]
-	run -0 inside systemctl show -p MainPID --value whoconn-sync.service
-	[ "$output" != "$agent" ]
+	installed_in_place "/deb/$old_deb" "$old"
 	hold_asking back 1
-	local held_back=${MORE_PIDS##* }
 	wait_nconnections 5
 	run -0 versions
 	[ "${lines[*]}" = "3 $old 2 $NEXT_VERSION" ]
-	run -0 held_who n "$held_n"
-	[ "${lines[*]}" = "5 5" ]
-	run -0 held_who next "$held_next"
-	[ "${lines[*]}" = "5 5" ]
-	run -0 held_who back "$held_back"
-	[ "${lines[*]}" = "5" ]
+	held_answer 5
 }
 
 @test "apt-get remove stops the socket and purge leaves nothing behind" {
