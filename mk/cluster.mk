@@ -81,6 +81,18 @@ clean-cluster:
 .PHONY: deps-cluster-build deps-cluster-check check-cluster check-etcd \
         install-cluster uninstall-cluster clean-cluster
 
+# The cluster's `make run` (as root): three servers with their etcd members
+# and agents in network namespaces and the HAProxy front on
+# 127.0.0.1:$(PORT), until Ctrl-C, which leaves nothing behind
+# (scripts/run-cluster; docs/cluster.md, "Trying it on one machine").
+# tests/run-cluster.bats runs it in make check's cluster stage.
+DEPS_RUN_CLUSTER = etcd-server etcd-client iproute2 haproxy socat systemd
+SUITES_CLUSTER += tests/run-cluster.bats
+run-cluster: whoconn whoconn-sync
+	@scripts/ensure-deps $(DEPS_RUN_CLUSTER)
+	@scripts/run-cluster --port $(PORT)
+.PHONY: run-cluster
+
 # Convergence and failover times over several runs (bench/cluster-RESULTS.md).
 bench-cluster: whoconn whoconn-sync deps-cluster-check
 	bench/cluster.sh $(CLUSTER_RUNS)

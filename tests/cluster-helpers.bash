@@ -1,18 +1,17 @@
 # Three whoconn servers on one machine for tests/cluster.bats.
 #
-# Each server is a network namespace of its own ("host"), with one veth
-# cable to a bridge in a fourth namespace (the "switch").  Nothing is
-# created in the root namespace: addresses 10.254.0.N, ports 2379/2380
-# (etcd) and 7000 (whoconn) exist only inside the test's namespaces, so
-# concurrent runs and the host's own etcd never collide.
-#
-# In each host: an etcd member, whoconn-sync, and whoconn behind
-# systemd-socket-activate on 127.0.0.1:7000.  All three share
-# /etc/machine-id, so each gets a distinct WHOCONN_SERVER_ID instead (as
-# containers or VMs sharing an image would need to).
+# The hosts (network namespaces, a switch, an etcd member and the agent in
+# each) are scripts/cluster-hosts.bash's, which make run-cluster uses too;
+# here each host also runs whoconn behind systemd-socket-activate on
+# 127.0.0.1:7000 inside its namespace, so that killing a host kills its
+# clients too.  All three share /etc/machine-id, so each gets a distinct
+# WHOCONN_SERVER_ID instead (as containers or VMs sharing an image would
+# need to).
 
 load helpers
+source "$TOP/scripts/cluster-hosts.bash"
 
+CL_NS="wcc$$"
 WHOCONN_SYNC="$TOP/whoconn-sync"
 WC_PORT=7000
 CL_TTL=2          # lease TTL the tests run with, seconds
@@ -31,40 +30,6 @@ cluster_skip_unless_able() {
 	[ -x "$WHOCONN_SYNC" ] || skip "whoconn-sync not built (make whoconn-sync)"
 	ip netns add "wcc-probe-$$" 2>/dev/null || skip "cannot create network namespaces here"
 	ip netns del "wcc-probe-$$"
-}
-
-ns() { echo "wcc$$-$1"; }            # namespace of host N (1-3), or "sw"
-# Foreground only: a function sent to the background runs in a subshell,
-# whose PID ($!) is not the command's; background starts call ip directly.
-in_ns() { local n="$1"; shift; ip netns exec "$(ns "$n")" "$@"; }
-addr() { echo "10.254.0.$1"; }
-
-net_up() {
-	ip netns add "$(ns sw)"
-	ip -n "$(ns sw)" link add br0 type bridge
-	ip -n "$(ns sw)" link set br0 up
-	for n in 1 2 3; do
-		ip netns add "$(ns "$n")"
-		ip -n "$(ns "$n")" link set lo up
-		ip -n "$(ns sw)" link add "v$n" type veth peer name eth0 netns "$(ns "$n")"
-		ip -n "$(ns sw)" link set "v$n" master br0 up
-		ip -n "$(ns "$n")" addr add "$(addr "$n")/24" dev eth0
-		ip -n "$(ns "$n")" link set eth0 up
-	done
-}
-
-# net_down - kills every process left in the test's namespaces, removes them.
-net_down() {
-	local n pids
-	for n in 1 2 3 sw; do
-		ip netns list | grep -q "^$(ns "$n")\b" || continue
-		pids=$(ip netns pids "$(ns "$n")" 2>/dev/null || true)
-		[ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
-	done
-	sleep 0.1
-	for n in 1 2 3 sw; do
-		ip netns del "$(ns "$n")" 2>/dev/null || true
-	done
 }
 
 dir() { echo "$BATS_TEST_TMPDIR/s$1"; }
@@ -149,30 +114,15 @@ auth_setup() {
 }
 
 etcd_start() {
-	local n="$1" s d tls=()
-	s=$(scheme)
+	local n="$1" d tls=()
 	d=$(pki)
-	local cluster="s1=$s://$(addr 1):2380,s2=$s://$(addr 2):2380,s3=$s://$(addr 3):2380"
-	mkdir -p "$(dir "$n")"
 	if [ -n "$CL_TLS" ]; then
 		tls=(--cert-file "$d/s$n.pem" --key-file "$d/s$n.key"
 			--client-cert-auth --trusted-ca-file "$d/ca.pem"
 			--peer-cert-file "$d/s$n.pem" --peer-key-file "$d/s$n.key"
 			--peer-client-cert-auth --peer-trusted-ca-file "$d/ca.pem")
 	fi
-	# pre-vote: a member rejoining after a partition does not disrupt the
-	# cluster's leader; compaction bounds the history a watch can ask for.
-	ip netns exec "$(ns "$n")" etcd --name "s$n" --data-dir "$(dir "$n")/etcd" "${tls[@]}" \
-		--listen-client-urls "$s://$(addr "$n"):2379,$s://127.0.0.1:2379" \
-		--advertise-client-urls "$s://$(addr "$n"):2379" \
-		--listen-peer-urls "$s://$(addr "$n"):2380" \
-		--initial-advertise-peer-urls "$s://$(addr "$n"):2380" \
-		--initial-cluster "$cluster" --initial-cluster-state new \
-		--initial-cluster-token "wcc$$" \
-		--pre-vote=true --auto-compaction-mode=revision --auto-compaction-retention=1000 \
-		--heartbeat-interval=100 --election-timeout=1000 \
-		--log-level=warn --logger=zap >>"$(dir "$n")/etcd.log" 2>&1 &
-	echo $! >"$(dir "$n")/etcd.pid"
+	cl_etcd_start "$n" "${tls[@]}"
 }
 
 etcd_kill() {
@@ -183,24 +133,17 @@ etcd_kill() {
 # sync_start N [NAME=VALUE...] - the agent of host N; the settings given
 # override the suite's (e.g. WHOCONN_ETCD_CA_FILE=... for a wrong one).
 sync_start() {
-	local n="$1" s d m eps tls=()
+	local n="$1" d extra=()
 	shift
-	s=$(scheme)
 	d=$(pki)
-	eps="$s://127.0.0.1:2379"
-	for m in 1 2 3; do [ "$m" = "$n" ] || eps="$eps,$s://$(addr "$m"):2379"; done
 	if [ -n "$CL_TLS" ]; then
-		tls=(WHOCONN_ETCD_CA_FILE="$d/ca.pem" WHOCONN_ETCD_CERT_FILE="$d/agent$n.pem"
+		extra=(WHOCONN_ETCD_CA_FILE="$d/ca.pem" WHOCONN_ETCD_CERT_FILE="$d/agent$n.pem"
 			WHOCONN_ETCD_KEY_FILE="$d/agent$n.key")
 	fi
 	if [ -n "$CL_AUTH" ]; then
-		tls+=(WHOCONN_ETCD_USER="whoconn-s$n" WHOCONN_ETCD_PASSWORD_FILE="$d/password$n")
+		extra+=(WHOCONN_ETCD_USER="whoconn-s$n" WHOCONN_ETCD_PASSWORD_FILE="$d/password$n")
 	fi
-	ip netns exec "$(ns "$n")" env "${tls[@]}" WHOCONN_ETCD_ENDPOINTS="$eps" WHOCONN_LEASE_TTL=$CL_TTL \
-		WHOCONN_STALENESS=$CL_STALENESS WHOCONN_SERVER_ID="${CL_IDS[$n]}" \
-		WHOCONN_DB="$(dir "$n")/registry.db" "$@" \
-		"$WHOCONN_SYNC" >>"$(dir "$n")/sync.log" 2>&1 &
-	echo $! >"$(dir "$n")/sync.pid"
+	cl_sync_start "$n" "${extra[@]}" "$@"
 }
 
 # sync_log N - what host N's agent logged, without the "whoconn-sync[PID]: ".

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""frontloop - short sessions, one after another, through a front door.
+"""frontloop - short sessions, one after another, through a front door (or to one server).
 
 Each session: connect, WHY, QUIT; it succeeds when the reply is exactly
 "42\nBYE\n".  Runs until the file --stop exists (or --max-seconds pass),

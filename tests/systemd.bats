@@ -91,6 +91,9 @@ setup() {
 teardown() {
 	if [ -n "${HOLD_PID:-}" ]; then kill "$HOLD_PID" 2>/dev/null || true; wait "$HOLD_PID" 2>/dev/null || true; fi
 	HOLD_PID=""
+	# the upgrade test's other clients (held connections, the session loop)
+	for p in ${MORE_PIDS:-}; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	MORE_PIDS=""
 	# a failed test must not leave its drop-ins to the next
 	if inside test -s /etc/systemd/system/whoconn.socket.d/max.conf; then
 		socket_dropin max ''
@@ -744,6 +747,155 @@ while s.recv(4096): pass' "$1" "$2"
 	# the host's own dpkg database is untouched
 	run dpkg-query -W -f='${db:Status-Status}' whoconn
 	[ "$output" != "installed" ]
+}
+
+# next_deb - the installed package again as version N+1 ("+next1" added),
+# its whoconn relinked from a copy of this tree so that --version names
+# N+1; units and maintainer scripts are this tree's.  Sets NEXT_VERSION
+# and NEXT_DEB (its path inside the container).
+next_deb() {
+	local deb src=$BATS_TEST_TMPDIR/src root=$BATS_TEST_TMPDIR/root
+	deb=$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb)
+	NEXT_VERSION="$(dpkg-deb -f "$deb" Version)+next1"
+	mkdir -p "$src" "$BATS_FILE_TMPDIR/deb/next"
+	tar -C "$TOP" -cf - --exclude=./.git --exclude=./build --exclude=./run . | tar -C "$src" -xf -
+	rm -f "$src/lib/cli.o" "$src/whoconn" # only the version string differs
+	make -C "$src" -s VERSION="$NEXT_VERSION" whoconn >&2
+	dpkg-deb -R "$deb" "$root"
+	install -m 0755 "$src/whoconn" "$root/usr/bin/whoconn"
+	sed -i "s/^Version: .*/Version: $NEXT_VERSION/" "$root/DEBIAN/control"
+	sed -i "s|^[0-9a-f]*  usr/bin/whoconn\$|$(cd "$root" && md5sum usr/bin/whoconn)|" "$root/DEBIAN/md5sums"
+	dpkg-deb -b "$root" "$BATS_FILE_TMPDIR/deb/next/whoconn.deb" >/dev/null
+	NEXT_DEB=/deb/next/whoconn.deb
+}
+
+# listen_ino - the inode of the socket listening on 127.0.0.1:$PORT: the
+# same number before and after means the very same socket, never closed.
+listen_ino() {
+	ss -Hlnte "sport = :$PORT" | grep -o 'ino:[0-9]*'
+}
+
+# versions - how many running connection processes each version serves:
+# "COUNT VERSION" lines, from each process's own binary (an old one runs
+# its deleted file to its end).
+versions() {
+	local pid
+	for pid in $(instance_pids); do
+		inside "/proc/$pid/exe" --version
+	done | awk '{ print $2 }' | sort | uniq -c | awk '{ print $1, $2 }'
+}
+
+# hold_asking NAME N - holds N served connections that held_answer asks;
+# the client's PID is the last word of MORE_PIDS (teardown stops it).
+hold_asking() {
+	hold "$2" --served --ask-into "$BATS_TEST_TMPDIR/asked.$1"
+	MORE_PIDS="${MORE_PIDS:-} $HOLD_PID"
+	HELD="${HELD:-} $1:$HOLD_PID:$2"
+	HOLD_PID=""
+}
+
+# held_answer TOTAL - every connection held by hold_asking still answers
+# WHO, each with TOTAL: the processes of every version count each other's.
+held_answer() {
+	local h name pid n f
+	for h in $HELD; do
+		IFS=: read -r name pid n <<<"$h"
+		f=$BATS_TEST_TMPDIR/asked.$name
+		rm -f "$f"
+		kill -USR1 "$pid"
+		wait_until "WHO on the connections held as $name" test -s "$f"
+		echo "held as $name: $(tr '\n' ' ' <"$f")"
+		[ "$(cat "$f")" = "$(printf "$1%.0s\n" $(seq "$n"))" ]
+	done
+}
+
+# install_under_load DEB - dpkg -i DEB inside while a loop of short sessions
+# (WHY, QUIT: tests/frontloop.py) runs: started before, stopped once it has
+# served sessions after; its "sessions=N failed=F" is in $BATS_TEST_TMPDIR/loop.out.
+install_under_load() {
+	local d=$BATS_TEST_TMPDIR n loop
+	rm -f "$d/loop.stop" "$d/loop.count"
+	python3 "$TOP/tests/frontloop.py" --port "$PORT" --stop "$d/loop.stop" --count "$d/loop.count" \
+		--max-seconds 300 >"$d/loop.out" 2>&1 &
+	loop=$!
+	MORE_PIDS="${MORE_PIDS:-} $loop" # teardown stops it if this fails
+	wait_until "sessions before the install" awk '$1 >= 3 { ok = 1 } END { exit !ok }' "$d/loop.count"
+	inside dpkg -i "$1" >"$d/dpkg.log" 2>&1 || { cat "$d/dpkg.log" >&2; return 1; }
+	n=$(cat "$d/loop.count")
+	wait_until "sessions after the install" awk -v n="$n" '$1 >= n + 3 { ok = 1 } END { exit !ok }' "$d/loop.count"
+	touch "$d/loop.stop"
+	wait "$loop" || true
+	MORE_PIDS=${MORE_PIDS/ $loop/}
+}
+
+# installed_in_place DEB VERSION - installs DEB under load and checks what
+# an install must keep: no session failed, VERSION installed, the same
+# listening socket (inode INO), the agent (PID AGENT, then the new one)
+# restarted on the installed file.
+installed_in_place() {
+	install_under_load "$1"
+	run -0 cat "$BATS_TEST_TMPDIR/loop.out"
+	echo "installing $2: $output"
+	[[ "$output" =~ ^sessions=[0-9]+\ failed=0$ ]]
+	run -0 inside dpkg-query -W -f='${Version}' whoconn
+	[ "$output" = "$2" ]
+	# the same socket: never closed, so no connect was ever refused
+	[ "$(listen_ino)" = "$INO" ]
+	run -0 inside systemctl show -p SubState --value whoconn.socket
+	[ "$output" = listening ]
+	run -0 inside systemctl show -p MainPID --value whoconn-sync.service
+	[ "$output" != "$AGENT" ]
+	AGENT=$output
+	run -0 inside readlink "/proc/$AGENT/exe"
+	[ "$output" = /usr/bin/whoconn-sync ]
+}
+
+@test "an upgrade under load, and its rollback, keep the listening socket: no session fails, no held connection is lost, new connections run the installed version, and both versions count each other" {
+	inside dpkg-query -W whoconn >/dev/null 2>&1 || skip "the .deb is not installed (the test above failed)"
+	local old old_deb
+	HELD=""
+	if [ -n "${WHOCONN_UPGRADE_FROM:-}" ]; then
+		# N is a previous release's package (PRODUCTION.md item 8), N+1 this tree's
+		NEXT_DEB=/deb/$(basename "$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb)")
+		NEXT_VERSION=$(inside dpkg-query -W -f='${Version}' whoconn)
+		mkdir -p "$BATS_FILE_TMPDIR/deb/from"
+		cp "$WHOCONN_UPGRADE_FROM" "$BATS_FILE_TMPDIR/deb/from/whoconn.deb"
+		old_deb=from/whoconn.deb
+		inside dpkg -i "/deb/$old_deb" >/dev/null
+	else
+		old_deb=$(basename "$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb)")
+		next_deb
+	fi
+	old=$(inside dpkg-query -W -f='${Version}' whoconn)
+	wait_listening
+	INO=$(listen_ino)
+	[ -n "$INO" ]
+	long_idle
+	# the agent runs (with an etcd nobody serves: it counts local clients
+	# only, and runs all the same): an upgrade restarts it on the new binary
+	inside_sh "mkdir -p /etc/whoconn
+		printf 'WHOCONN_ETCD_ENDPOINTS=http://127.0.0.1:9\nWHOCONN_SERVER_ID=aaaaaaaa-0004-4000-8000-00000000000d\n' \
+			>/etc/whoconn/cluster.conf
+		systemctl start whoconn-sync.service"
+	AGENT=$(inside systemctl show -p MainPID --value whoconn-sync.service)
+
+	# version N holds two connections; N+1 is installed under a session loop
+	hold_asking n 2
+	installed_in_place "$NEXT_DEB" "$NEXT_VERSION"
+	# N+1 serves new connections, N's go on, and each version counts the other's
+	hold_asking next 2
+	wait_nconnections 4
+	run -0 versions
+	[ "${lines[*]}" = "2 $old 2 $NEXT_VERSION" ]
+	held_answer 4
+
+	# the rollback to N, the same way
+	installed_in_place "/deb/$old_deb" "$old"
+	hold_asking back 1
+	wait_nconnections 5
+	run -0 versions
+	[ "${lines[*]}" = "3 $old 2 $NEXT_VERSION" ]
+	held_answer 5
 }
 
 @test "apt-get remove stops the socket and purge leaves nothing behind" {

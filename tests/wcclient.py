@@ -5,6 +5,7 @@ Every mode is bounded in time and prints what it received, so a failing
 bats test shows the server's actual bytes.  Loopback only.
 """
 import argparse
+import os
 import resource
 import signal
 import socket
@@ -116,9 +117,28 @@ def cmd_wait_who(a):
         time.sleep(0.02)
 
 
+def ask_held(socks, path):
+    """WHO on each held connection in turn; writes the replies to path, one
+    line each ("lost: ..." for a connection that no longer answers)."""
+    replies = []
+    for s in socks:
+        try:
+            s.settimeout(SOCKET_TIMEOUT)
+            s.sendall(b"WHO\n")
+            r = recv_line(s)
+            replies.append(r if r else "lost: closed")
+        except OSError as e:
+            replies.append("lost: %s" % e)
+    with open(path + ".new", "w") as f:
+        f.write("".join(r + "\n" for r in replies))
+    os.rename(path + ".new", path)
+
+
 def cmd_hold(a):
     """Holds N idle connections until SIGTERM; with --reset closes them with
-    an RST instead of a FIN.  Writes 'ready' to --ready once all are open."""
+    an RST instead of a FIN.  Writes 'ready' to --ready once all are open.
+    With --ask-into FILE, each SIGUSR1 asks WHO on every held connection
+    and writes the replies to FILE (proof that they are still served)."""
     raise_nofile()
     socks = []
     for _ in range(a.n):
@@ -137,11 +157,17 @@ def cmd_hold(a):
         with open(a.who_into, "w") as f:
             f.write(ask(a.port) + "\n")
     stop = threading.Event()
+    asked = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: asked.set())
     if a.ready:
         with open(a.ready, "w") as f:
             f.write("ready\n")
-    stop.wait(a.max_seconds)
+    deadline = time.monotonic() + a.max_seconds
+    while not stop.wait(0.05) and time.monotonic() < deadline:
+        if asked.is_set() and a.ask_into:
+            asked.clear()
+            ask_held(socks, a.ask_into)
     for s in socks:
         if a.reset:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -345,6 +371,7 @@ def main():
     x.add_argument("--send")
     x.add_argument("--served", action="store_true")
     x.add_argument("--who-into")
+    x.add_argument("--ask-into")
     # only a client its test left behind reaches this bound: tests release
     # their connections themselves, and on a slow, busy machine a test can
     # spend many minutes between hold and release (etcd, 1000 connections);
