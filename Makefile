@@ -46,7 +46,7 @@ all: whoconn
 # program links the objects it needs (README, "Layout").  -MMD writes each
 # object's header dependencies next to it.
 CFLAGS += -MMD -MP
-LIB_SESSION = lib/session.o lib/registry.o lib/counters.o lib/log.o lib/serverid.o
+LIB_SESSION = lib/session.o lib/proxy.o lib/peer.o lib/registry.o lib/counters.o lib/log.o lib/serverid.o
 WHOCONN_OBJS = whoconn.o $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o
 
 %.o: %.c | deps-build

@@ -57,7 +57,7 @@ deps-robust:
 # The sanitized builds compile the same module sources with clang (their
 # own objects, never mixed with the normal build's).  The fuzzer links the
 # session engine and what it uses, not whoconn.c's process around it.
-SAN_SESSION_SRC = lib/session.c lib/registry.c lib/counters.c lib/log.c lib/serverid.c
+SAN_SESSION_SRC = lib/session.c lib/proxy.c lib/peer.c lib/registry.c lib/counters.c lib/log.c lib/serverid.c
 SAN_HEADERS = whoconn.h $(wildcard lib/*.h)
 
 $(ROBUST_DIR)/whoconn-fuzz: fuzz/fuzz_session.c $(SAN_SESSION_SRC) $(SAN_HEADERS) | deps-robust
