@@ -278,7 +278,7 @@ static void session_run(struct session *s) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: whoconn [--db PATH] [--idle-timeout SECONDS] [--server-id UUID]\n"
-            "               [--proxy-protocol off|v2]\n"
+            "               [--proxy-protocol off | v2]\n"
             "       whoconn --help | --version\n"
             "\n"
             "Serves one WHO/WHERE/WHY session on stdin/stdout (inetd style).\n"
@@ -288,8 +288,8 @@ static void usage(FILE *f) {
             "                            default: %d, range %d-%d\n"
             "  --server-id UUID          answer WHERE with this id (WHOCONN_SERVER_ID)\n"
             "                            default: derived from /etc/machine-id\n"
-            "  --proxy-protocol off|v2   v2: each connection starts with a PROXY v2 header\n"
-            "                            from a trusted balancer (WHOCONN_PROXY_PROTOCOL)\n"
+            "  --proxy-protocol off | v2 v2: read the PROXY v2 header a trusted balancer\n"
+            "                            sends first (WHOCONN_PROXY_PROTOCOL)\n"
             "                            default: off\n"
             CLI_USAGE_END,
             WHOCONN_IDLE_TIMEOUT_DEFAULT, WHOCONN_IDLE_TIMEOUT_MIN, WHOCONN_IDLE_TIMEOUT_MAX);

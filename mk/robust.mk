@@ -40,7 +40,8 @@ SAN_LOG    = $(ROBUST_DIR)/san/report
 # binaries in a container and network namespaces: nothing of the sanitized
 # build would be exercised, so they never run here.
 ASAN_SUITES ?= tests/protocol.bats tests/faults.bats tests/exact.bats tests/socket.bats \
-               tests/registry.bats tests/registry-new-file.bats tests/fuzz-regressions.bats
+               tests/registry.bats tests/registry-new-file.bats tests/fuzz-regressions.bats \
+               tests/proxy.bats
 ASAN_REST_SUITES ?= $(filter-out $(ASAN_SUITES) tests/systemd.bats tests/cluster.bats \
                tests/metrics-systemd.bats tests/etcd.bats,$(wildcard tests/*.bats))
 
