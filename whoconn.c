@@ -19,11 +19,9 @@
  * protocol is in whoconn(8) and README.md.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -89,7 +87,7 @@ static void on_dir_change(int sig) {
  * peer is that client and proxy= the balancer that relayed it; for the
  * balancer's own connections (LOCAL, UNSPEC) the peer is the balancer. */
 static void log_session(const struct peer *conn, const struct session *s, int64_t duration_ms) {
-    char msg[320], via[INET6_ADDRSTRLEN + 32] = "", f[11][96];
+    char msg[320], via[sizeof conn->name + 32] = "", f[11][96];
     char *fields[] = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], msg};
     size_t nfields = 8;
     struct peer client;
@@ -170,8 +168,8 @@ static void session_run(struct session *s) {
     int64_t retry_at = now;
     /* A PROXY header comes first, at once: a balancer sends it as it
      * connects.  Its deadline is at most the idle timeout. */
-    int64_t header_ms = WHOCONN_PROXY_HEADER_TIMEOUT_MS < idle_ms ? WHOCONN_PROXY_HEADER_TIMEOUT_MS : idle_ms;
-    int64_t header_at = now + header_ms;
+    int64_t header_at =
+        now + (WHOCONN_PROXY_HEADER_TIMEOUT_MS < idle_ms ? WHOCONN_PROXY_HEADER_TIMEOUT_MS : idle_ms);
     struct timeval tv = {.tv_sec = s->cfg->idle_timeout};
     sigset_t unblocked;
     int err = 0;

@@ -19,6 +19,8 @@ void peer_name(struct peer *p, const struct sockaddr_storage *ss) {
     } else if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
         p->port = ntohs(in6->sin6_port);
+        /* an IPv4 client of a dual-stack socket, or of a balancer that
+         * wrote it so: a.b.c.d, as systemd names its unit */
         if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
             inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], p->addr, sizeof p->addr);
             snprintf(p->name, sizeof p->name, "%s:%u", p->addr, p->port);

@@ -39,6 +39,15 @@ check-fuzz-proxy: $(FUZZ_PROXY_DIR)/fuzz-proxy
 
 clean: clean-proxy
 clean-proxy:
-	rm -rf $(FUZZ_PROXY_DIR) $(PROXY_COST_DIR)
+	rm -rf $(FUZZ_PROXY_DIR)
 
 .PHONY: fuzz-proxy check-fuzz-proxy clean-proxy
+
+# What the header costs a session: instructions (callgrind) and system
+# calls (strace), plain against proxied, the same binary.  Results in
+# docs/front-door.md.
+proxy-cost: whoconn-noconfine
+	@scripts/ensure-deps valgrind strace
+	@scripts/proxy-cost ./whoconn-noconfine
+
+.PHONY: proxy-cost
