@@ -306,21 +306,12 @@ stop_haproxy() {
 
 @test "through HAProxy's send-proxy-v2, whoconn logs the real client's address and port, and HAProxy's as proxy=" {
 	start_haproxy
-	run -0 python3 - "$(cat "$BATS_FILE_TMPDIR/front.port")" <<-'PY'
-	import socket, sys
-	s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
-	print(s.getsockname()[1])
-	s.sendall(b"WHY\nQUIT\n")
-	data = b""
-	while True:
-	    chunk = s.recv(4096)
-	    if not chunk:
-	        break
-	    data += chunk
-	print(data.decode().replace("\n", " "))
-	PY
-	client=${lines[0]}
-	[ "${lines[1]}" = "42 BYE " ]
+	# a plain client of the front: no header of its own
+	run -0 python3 "$HDR" send "$(cat "$BATS_FILE_TMPDIR/front.port")" plain --then 'WHY\nQUIT\n'
+	client=${lines[0]#-- from 127.0.0.1:}
+	[ "${lines[1]}" = "42" ]
+	[ "${lines[2]}" = "BYE" ]
+	[ "${lines[3]}" = "-- eof" ]
 	LOGFILE="$BATS_FILE_TMPDIR/proxied.log"
 	wait_until "the entry of client port $client" eval 'since "$LOGFILE" | grep -F " header=client " | grep -qF "peer=127.0.0.1:$client "'
 	run -0 eval 'since "$LOGFILE" | grep -F " header=client " | grep -F "peer=127.0.0.1:$client "'
