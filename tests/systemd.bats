@@ -716,6 +716,7 @@ proxy_dropin() {
 	[[ "$output" == *"argv[]=/usr/local/bin/whoconn --proxy-protocol v2 ;"* ]]
 	# loopback no longer listed: the kernel drops the SYN, nothing starts
 	proxy_dropin 'IPAddressAllow=\nIPAddressAllow=192.0.2.1\n'
+	accepted=$(inside systemctl show -p NAccepted --value whoconn-proxy.socket)
 	run python3 -c '
 import socket, sys
 try:
@@ -726,7 +727,7 @@ except OSError as e:
 	[ "$output" = "timeout" ] || [ "$output" = "TimeoutError" ]
 	run -0 inside systemctl show -p NConnections -p NAccepted --value whoconn-proxy.socket
 	[ "${lines[0]}" = 0 ]
-	[ "${lines[1]}" = 0 ] # counted since the restart
+	[ "${lines[1]}" = "$accepted" ]
 	inside_sh 'systemctl stop whoconn-proxy.socket
 		rm -r /etc/systemd/system/whoconn-proxy.socket.d
 		systemctl daemon-reload'
