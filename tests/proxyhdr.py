@@ -11,7 +11,7 @@ parser.
         (--hold: keeps it open), prints every reply line and how the
         connection ended ("-- eof", "-- timeout", "-- reset")
   proxyhdr.py count PROXY_PORT PLAIN_PORT   WHO over two proxied connections
-        held open and one direct one: prints the three answers
+        and then a direct one, each held open: prints the three answers
   proxyhdr.py corpus DIR [--session]        writes every KIND as a fuzz seed
         (--session: in fuzz_session's layout, flags byte 8|1, whole, then
         a request)
@@ -142,13 +142,13 @@ def ask(s, line):
 
 
 def count(args):
-    a = connect(args.proxy_port)
-    b = connect(args.proxy_port)
-    c = connect(args.plain_port)
-    print(ask(a, KINDS["v4"] + b"WHO\n"))
-    print(ask(b, KINDS["v6"] + b"WHO\n"))
-    print(ask(c, b"WHO\n"))
-    for s in (a, b, c):
+    # one after the other: a connection counts from its process's start
+    held = []
+    for port, first in ((args.proxy_port, KINDS["v4"]), (args.proxy_port, KINDS["v6"]),
+                        (args.plain_port, b"")):
+        held.append(connect(port))
+        print(ask(held[-1], first + b"WHO\n"))
+    for s in held:
         s.close()
 
 
