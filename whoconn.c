@@ -90,14 +90,11 @@ static void log_session(const struct peer *conn, const struct session *s, int64_
     char msg[320], via[sizeof conn->name + 32] = "", f[11][96];
     char *fields[] = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], msg};
     size_t nfields = 8;
-    struct peer client;
     const struct peer *p = conn;
 
     if (s->proxied) {
-        if (s->proxy.kind == PROXY_V2_CLIENT) {
-            peer_name(&client, &s->proxy.src);
-            p = &client;
-        }
+        if (s->proxy.kind == PROXY_V2_CLIENT)
+            p = &s->client;
         snprintf(via, sizeof via, " proxy=%s header=%s", conn->name,
                  proxy_v2_kind_names[s->proxy.kind]);
     }

@@ -233,10 +233,9 @@ static int session_header(struct session *s, bool eof) {
     s->in_len -= (size_t)len;
     s->scanned = 0;
     if (s->proxy.kind == PROXY_V2_CLIENT) {
-        struct peer client;
-        char prefix[sizeof client.name + 8];
-        peer_name(&client, &s->proxy.src);
-        snprintf(prefix, sizeof prefix, "peer=%s", client.name);
+        char prefix[sizeof s->client.name + 8];
+        peer_name(&s->client, &s->proxy.src);
+        snprintf(prefix, sizeof prefix, "peer=%s", s->client.name);
         log_set_prefix(prefix);
     }
     return 0;

@@ -16,8 +16,9 @@
  *  - With cfg->proxy_v2, the connection must start with a PROXY v2 header
  *    (lib/proxy.h), taken off the input before the first request, which
  *    may follow in the same read.  Once it is complete and valid,
- *    s->proxied is set, s->proxy says what it named, and later log lines
- *    name the client ("peer=ADDR:PORT ...").  Anything else gets one line
+ *    s->proxied is set, s->proxy says what it named (s->client names a
+ *    client, for the log), and later log lines name the client
+ *    ("peer=ADDR:PORT ...").  Anything else gets one line
  *    "ERR invalid PROXY v2 header" and ends the session (END_PROXY_HEADER),
  *    as soon as a byte shows it, or at EOF in the middle of it, or when
  *    session_header_timeout() is called; EOF before any byte is END_CLOSED
@@ -34,6 +35,7 @@
 
 #include "../whoconn.h"
 #include "counters.h"
+#include "peer.h"
 #include "proxy.h"
 #include "registry.h"
 #include "util.h"
@@ -65,6 +67,7 @@ struct session {
     bool proxy_pending;     /* the PROXY header is still to come */
     bool proxied;           /* it came, and proxy says what it named */
     struct proxy_v2 proxy;
+    struct peer client;     /* proxy.src named once, for every log line */
 };
 
 void session_init(struct session *s, const struct config *cfg, int out_fd);
