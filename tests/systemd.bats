@@ -711,9 +711,9 @@ proxy_dropin() {
 	[ "$status" -eq 0 ]
 	[ "${#lines[@]}" -eq 1 ]
 	[ "${lines[0]}" = "True 203.0.113.7 51234 127.0.0.1 $from client quit peer=203.0.113.7:51234 proxy=127.0.0.1:$from header=client" ]
-	# the instance runs the shipped command line, as the whoconn user
-	run -0 inside systemctl show -p ExecStart --value 'whoconn-proxy@.service'
-	[[ "$output" == *"argv[]=/usr/local/bin/whoconn --proxy-protocol v2 ;"* ]]
+	# the installed template runs the option, not a setting a drop-in could drop
+	run -0 inside systemctl cat whoconn-proxy@.service
+	grep -qx 'ExecStart=/usr/local/bin/whoconn --proxy-protocol v2' <<<"$output"
 	# loopback no longer listed: the kernel drops the SYN, nothing starts
 	proxy_dropin 'IPAddressAllow=\nIPAddressAllow=192.0.2.1\n'
 	accepted=$(inside systemctl show -p NAccepted --value whoconn-proxy.socket)
