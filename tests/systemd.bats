@@ -683,12 +683,10 @@ proxy_dropin() {
 		systemctl restart whoconn-proxy.socket"
 }
 
-@test "whoconn-proxy.socket as shipped: a balancer on loopback is let in and its client is in the journal; an address not listed never reaches whoconn" {
+@test "whoconn-proxy.socket: a balancer on loopback is let in, and the journal names the client its header names" {
 	PPORT=$(free_port)
 	since="@$(date +%s)"
 	proxy_dropin ''
-	run -0 inside systemctl show -p IPAddressDeny -p IPAddressAllow --value whoconn-proxy.socket
-	printf '%s\n' "${lines[@]}"
 	wait_until "whoconn-proxy.socket listening on $PPORT" nc -z 127.0.0.1 "$PPORT"
 	run -0 python3 "$TOP/tests/proxyhdr.py" send "$PPORT" v4 --then 'WHY\nWHO\nQUIT\n'
 	from=${lines[0]#-- from 127.0.0.1:}
@@ -714,8 +712,14 @@ proxy_dropin() {
 	# the installed template runs the option, not a setting a drop-in could drop
 	run -0 inside systemctl cat whoconn-proxy@.service
 	grep -qx 'ExecStart=/usr/local/bin/whoconn --proxy-protocol v2' <<<"$output"
+}
+
+@test "whoconn-proxy.socket: an address not in IPAddressAllow= never reaches whoconn (where systemd can attach BPF)" {
+	PPORT=$(free_port)
 	# loopback no longer listed: the kernel drops the SYN, nothing starts
 	proxy_dropin 'IPAddressAllow=\nIPAddressAllow=192.0.2.1\n'
+	run -0 inside systemctl show -p IPAddressAllow --value whoconn-proxy.socket
+	[ "$output" = "192.0.2.1/32" ]
 	accepted=$(inside systemctl show -p NAccepted --value whoconn-proxy.socket)
 	run python3 -c '
 import socket, sys
@@ -724,13 +728,14 @@ try:
     print("connected")
 except OSError as e:
     print(type(e).__name__)' "$PPORT"
+	if [ "$output" = connected ] &&
+		inside journalctl -b -q -g 'does not support BPF/cgroup firewalling' | grep -q .; then
+		skip "this machine's systemd cannot attach BPF programs (cgroup v1 here), so it ignores IPAddressAllow=, as docs/front-door.md warns"
+	fi
 	[ "$output" = "timeout" ] || [ "$output" = "TimeoutError" ]
 	run -0 inside systemctl show -p NConnections -p NAccepted --value whoconn-proxy.socket
 	[ "${lines[0]}" = 0 ]
 	[ "${lines[1]}" = "$accepted" ]
-	inside_sh 'systemctl stop whoconn-proxy.socket
-		rm -r /etc/systemd/system/whoconn-proxy.socket.d
-		systemctl daemon-reload'
 }
 
 # The Debian package, last: it replaces the make-installed copy.

@@ -18,8 +18,8 @@ setup() {
 	[ "$stderr" = "" ]
 }
 
-@test "the PROXY socket listens on port 4243, lets only loopback in, and its service reads the header by option" {
-	run -0 grep -x 'ListenStream=4243' "$TOP/units/whoconn-proxy.socket.in"
+@test "the PROXY socket listens on 127.0.0.1:4243, lets only loopback in, and its service reads the header by option" {
+	run -0 grep -x 'ListenStream=127.0.0.1:4243' "$TOP/units/whoconn-proxy.socket.in"
 	run -0 grep -x 'Accept=yes' "$TOP/units/whoconn-proxy.socket.in"
 	run -0 grep -x 'IPAddressDeny=any' "$TOP/units/whoconn-proxy.socket.in"
 	run -0 grep -x 'IPAddressAllow=localhost' "$TOP/units/whoconn-proxy.socket.in"
