@@ -46,7 +46,7 @@ all: whoconn
 # program links the objects it needs (README, "Layout").  -MMD writes each
 # object's header dependencies next to it.
 CFLAGS += -MMD -MP
-LIB_SESSION = lib/session.o lib/registry.o lib/counters.o lib/log.o lib/serverid.o
+LIB_SESSION = lib/session.o lib/proxy.o lib/peer.o lib/registry.o lib/counters.o lib/log.o lib/serverid.o
 WHOCONN_OBJS = whoconn.o $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o
 
 %.o: %.c | deps-build
@@ -120,13 +120,17 @@ install: whoconn
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d
 	$(SUBST) units/whoconn.socket.in > $(DESTDIR)$(UNITDIR)/whoconn.socket
 	$(SUBST) units/whoconn@.service.in > $(DESTDIR)$(UNITDIR)/whoconn@.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/whoconn.socket $(DESTDIR)$(UNITDIR)/whoconn@.service
+	$(SUBST) units/whoconn-proxy.socket.in > $(DESTDIR)$(UNITDIR)/whoconn-proxy.socket
+	$(SUBST) units/whoconn-proxy@.service.in > $(DESTDIR)$(UNITDIR)/whoconn-proxy@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/whoconn.socket $(DESTDIR)$(UNITDIR)/whoconn@.service \
+	      $(DESTDIR)$(UNITDIR)/whoconn-proxy.socket $(DESTDIR)$(UNITDIR)/whoconn-proxy@.service
 	install -m 0644 units/whoconn.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
 	install -D -m 0644 man/whoconn.8 $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/whoconn $(DESTDIR)$(UNITDIR)/whoconn.socket \
-	      $(DESTDIR)$(UNITDIR)/whoconn@.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf \
+	      $(DESTDIR)$(UNITDIR)/whoconn@.service $(DESTDIR)$(UNITDIR)/whoconn-proxy.socket \
+	      $(DESTDIR)$(UNITDIR)/whoconn-proxy@.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf \
 	      $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 clean:

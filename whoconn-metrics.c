@@ -140,13 +140,13 @@ static void write_metrics(FILE *f, const struct snapshot *s) {
               "ERR replies by reason, counted when their connection ends.");
     for (int i = 0; i < ERRK__MAX; i++)
         fprintf(f, "whoconn_errors_total{reason=\"%s\"} %" PRIu64 "\n", whoconn_err_names[i],
-                c->errors[i]);
+                counters_err_value(c, (enum whoconn_err)i));
 
     help_type(f, "whoconn_disconnects_total", "counter", "Finished connections by why they ended.");
     for (int i = 0; i < END__MAX; i++)
         if (i != END_NONE) /* every finished session has a reason */
             fprintf(f, "whoconn_disconnects_total{reason=\"%s\"} %" PRIu64 "\n",
-                    whoconn_end_names[i], c->ends[i]);
+                    whoconn_end_names[i], counters_end_value(c, (enum whoconn_end)i));
 
     help_type(f, "whoconn_registry_errors_total", "counter",
               "Failed registry operations in connection processes.");

@@ -19,11 +19,9 @@
  * protocol is in whoconn(8) and README.md.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -45,6 +43,8 @@
 #include "lib/counters.h"
 #include "lib/drain.h"
 #include "lib/log.h"
+#include "lib/peer.h"
+#include "lib/proxy.h"
 #include "lib/registry.h"
 #include "lib/serverid.h"
 #include "lib/session.h"
@@ -81,55 +81,26 @@ static void on_dir_change(int sig) {
     got_dir_change = 1;
 }
 
-struct peer {
-    char addr[INET6_ADDRSTRLEN]; /* "stdin" when fd 0 is no socket */
-    unsigned port;
-    char name[INET6_ADDRSTRLEN + 8]; /* addr:port, [addr]:port for IPv6 */
-};
-
-static void peer_get(struct peer *p) {
-    struct sockaddr_storage ss = {0}; /* getpeername() may fill only part */
-    socklen_t len = sizeof ss;
-
-    memset(p, 0, sizeof *p);
-    if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &len) < 0) {
-        snprintf(p->addr, sizeof p->addr, "stdin");
-        snprintf(p->name, sizeof p->name, "stdin");
-        return;
-    }
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &in->sin_addr, p->addr, sizeof p->addr);
-        p->port = ntohs(in->sin_port);
-        snprintf(p->name, sizeof p->name, "%s:%u", p->addr, p->port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        p->port = ntohs(in6->sin6_port);
-        /* An IPv4 client of a dual-stack socket (ListenStream=4242) arrives
-         * as ::ffff:a.b.c.d: log it as a.b.c.d, as systemd names its unit,
-         * so that one query finds a caller whatever socket it came in on. */
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], p->addr, sizeof p->addr);
-            snprintf(p->name, sizeof p->name, "%s:%u", p->addr, p->port);
-        } else {
-            inet_ntop(AF_INET6, &in6->sin6_addr, p->addr, sizeof p->addr);
-            snprintf(p->name, sizeof p->name, "[%s]:%u", p->addr, p->port);
-        }
-    } else {
-        snprintf(p->addr, sizeof p->addr, "unix");
-        snprintf(p->name, sizeof p->name, "unix");
-    }
-}
-
 /* The one entry per finished connection.  Under systemd it carries
- * WHOCONN_* fields for journalctl filters; elsewhere it is a stderr line. */
-static void log_session(const struct peer *p, const struct session *s, int64_t duration_ms) {
-    char msg[256], f[8][96];
-    char *fields[] = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], msg};
+ * WHOCONN_* fields for journalctl filters; elsewhere it is a stderr line.
+ * conn is fd 0's peer.  Behind a PROXY header that named a client, the
+ * peer is that client and proxy= the balancer that relayed it; for the
+ * balancer's own connections (LOCAL, UNSPEC) the peer is the balancer. */
+static void log_session(const struct peer *conn, const struct session *s, int64_t duration_ms) {
+    char msg[320], via[sizeof conn->name + 32] = "", f[11][96];
+    char *fields[] = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], msg};
+    size_t nfields = 8;
+    const struct peer *p = conn;
 
+    if (s->proxied) {
+        if (s->proxy.kind == PROXY_V2_CLIENT)
+            p = &s->client;
+        snprintf(via, sizeof via, " proxy=%s header=%s", conn->name,
+                 proxy_v2_kind_names[s->proxy.kind]);
+    }
     snprintf(msg, sizeof msg,
-             "MESSAGE=peer=%s duration_ms=%" PRId64 " commands=%lu errors=%lu end=%s", p->name,
-             duration_ms, s->commands, s->errors, whoconn_end_names[s->end]);
+             "MESSAGE=peer=%s%s duration_ms=%" PRId64 " commands=%lu errors=%lu end=%s", p->name,
+             via, duration_ms, s->commands, s->errors, whoconn_end_names[s->end]);
     if (log_to_journal()) {
         snprintf(f[0], sizeof f[0], "PRIORITY=%d", LOG_INFO);
         snprintf(f[1], sizeof f[1], "SYSLOG_IDENTIFIER=whoconn");
@@ -139,7 +110,15 @@ static void log_session(const struct peer *p, const struct session *s, int64_t d
         snprintf(f[5], sizeof f[5], "WHOCONN_COMMANDS=%lu", s->commands);
         snprintf(f[6], sizeof f[6], "WHOCONN_ERRORS=%lu", s->errors);
         snprintf(f[7], sizeof f[7], "WHOCONN_END=%s", whoconn_end_names[s->end]);
-        if (journal_send(fields, sizeof fields / sizeof fields[0]) == 0) {
+        if (s->proxied) {
+            snprintf(f[8], sizeof f[8], "WHOCONN_PROXY_ADDRESS=%s", conn->addr);
+            snprintf(f[9], sizeof f[9], "WHOCONN_PROXY_PORT=%u", conn->port);
+            snprintf(f[10], sizeof f[10], "WHOCONN_PROXY_HEADER=%s",
+                     proxy_v2_kind_names[s->proxy.kind]);
+            nfields = 11;
+        }
+        fields[nfields] = msg;
+        if (journal_send(fields, nfields + 1) == 0) {
             /* journald finds our unit from /proc/PID when it reads the
              * datagram; if systemd has already reaped us, the entry loses
              * _SYSTEMD_UNIT and `journalctl -u` misses it (1 in 200 in a
@@ -149,6 +128,7 @@ static void log_session(const struct peer *p, const struct session *s, int64_t d
             return;
         }
     }
+    log_set_prefix(NULL); /* the message names the peer itself */
     log_msg(LOG_INFO, "%s", msg + strlen("MESSAGE="));
 }
 
@@ -183,6 +163,10 @@ static void session_run(struct session *s) {
      * already waiting (the common case), the first ppoll() returns it and
      * the registration before that batch is the only one. */
     int64_t retry_at = now;
+    /* A PROXY header comes first, at once: a balancer sends it as it
+     * connects.  Its deadline is at most the idle timeout. */
+    int64_t header_at =
+        now + (WHOCONN_PROXY_HEADER_TIMEOUT_MS < idle_ms ? WHOCONN_PROXY_HEADER_TIMEOUT_MS : idle_ms);
     struct timeval tv = {.tv_sec = s->cfg->idle_timeout};
     sigset_t unblocked;
     int err = 0;
@@ -202,6 +186,8 @@ static void session_run(struct session *s) {
             session_check_moved(s, now, &retry_at);
         }
         int64_t wake = idle_at;
+        if (s->proxy_pending && header_at < wake)
+            wake = header_at;
         if (!s->reg.registered && retry_at < wake)
             wake = retry_at;
         if (s->reg.db && quiet_at < wake)
@@ -223,6 +209,14 @@ static void session_run(struct session *s) {
         }
         now = now_ms(CLOCK_MONOTONIC);
         if (r == 0) {
+            if (s->proxy_pending && now >= header_at) {
+                err = session_header_timeout(s);
+                if (err == 0)
+                    err = session_flush(s);
+                if (err < 0)
+                    s->end = err == -ETIMEDOUT ? END_WRITE_TIMEOUT : END_RESET;
+                break;
+            }
             if (now >= idle_at) {
                 s->end = END_IDLE;
                 break;
@@ -271,13 +265,15 @@ static void session_run(struct session *s) {
         }
         quiet_at = now_ms(CLOCK_MONOTONIC) + WHOCONN_HANDLE_IDLE_MS;
     }
-    if (s->end == END_QUIT || s->end == END_LINE_TOO_LONG || s->end == END_BAD_BYTE)
+    if (s->end == END_QUIT || s->end == END_LINE_TOO_LONG || s->end == END_BAD_BYTE ||
+        s->end == END_PROXY_HEADER)
         drain_input();
 }
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: whoconn [--db PATH] [--idle-timeout SECONDS] [--server-id UUID]\n"
+            "               [--proxy-protocol off | v2]\n"
             "       whoconn --help | --version\n"
             "\n"
             "Serves one WHO/WHERE/WHY session on stdin/stdout (inetd style).\n"
@@ -287,6 +283,9 @@ static void usage(FILE *f) {
             "                            default: %d, range %d-%d\n"
             "  --server-id UUID          answer WHERE with this id (WHOCONN_SERVER_ID)\n"
             "                            default: derived from /etc/machine-id\n"
+            "  --proxy-protocol off | v2 v2: read the PROXY v2 header a trusted balancer\n"
+            "                            sends first (WHOCONN_PROXY_PROTOCOL)\n"
+            "                            default: off\n"
             CLI_USAGE_END,
             WHOCONN_IDLE_TIMEOUT_DEFAULT, WHOCONN_IDLE_TIMEOUT_MIN, WHOCONN_IDLE_TIMEOUT_MAX);
 }
@@ -294,11 +293,12 @@ static void usage(FILE *f) {
 /* Reads the environment, then the command line over it.  Returns 0, 1 for
  * --help/--version done, or -EINVAL after printing the error. */
 static int config_load(struct config *cfg, int argc, char **argv, char *dbbuf, size_t dbsize) {
-    enum { DB, IDLE, SID, NSETTINGS };
+    enum { DB, IDLE, SID, PROXY, NSETTINGS };
     struct cli_setting set[NSETTINGS] = {
         [DB] = {"--db", "WHOCONN_DB", NULL, NULL},
         [IDLE] = {"--idle-timeout", "WHOCONN_IDLE_TIMEOUT", NULL, NULL},
         [SID] = {"--server-id", "WHOCONN_SERVER_ID", NULL, NULL},
+        [PROXY] = {"--proxy-protocol", "WHOCONN_PROXY_PROTOCOL", NULL, NULL},
     };
 
     memset(cfg, 0, sizeof *cfg);
@@ -315,6 +315,13 @@ static int config_load(struct config *cfg, int argc, char **argv, char *dbbuf, s
                 set[SID].from, set[SID].value);
         return -EINVAL;
     }
+    if (set[PROXY].value && strcmp(set[PROXY].value, "off") != 0 &&
+        strcmp(set[PROXY].value, "v2") != 0) {
+        fprintf(stderr, "whoconn: %s: \"%s\" is neither off nor v2\n", set[PROXY].from,
+                set[PROXY].value);
+        return -EINVAL;
+    }
+    cfg->proxy_v2 = set[PROXY].value && strcmp(set[PROXY].value, "v2") == 0;
     return cli_db("whoconn", set[DB].value, dbbuf, dbsize, &cfg->db);
 }
 

@@ -102,8 +102,17 @@
 #define WHOCONN_DRAIN_MS 200
 #define WHOCONN_DRAIN_MAX 65536
 
-/* Most fields in one structured journal entry. */
-#define WHOCONN_JOURNAL_FIELDS 12
+/* Most fields in one structured journal entry (whoconn's has 9, 12 behind
+ * a PROXY header). */
+#define WHOCONN_JOURNAL_FIELDS 16
+
+/* With --proxy-protocol v2, the PROXY header must be complete this soon
+ * after the process started serving (and within the idle timeout, if that
+ * is shorter).  A balancer sends it as it connects, in one segment; a peer
+ * that trickles it holds a connection slot no longer than this. */
+#ifndef WHOCONN_PROXY_HEADER_TIMEOUT_MS
+#define WHOCONN_PROXY_HEADER_TIMEOUT_MS 5000
+#endif
 
 /* After its journal entry a process waits this long before exiting, so
  * journald can still read its unit from /proc (see log_session()). */

@@ -13,14 +13,19 @@
  * makes the session go quiet between chunks (closes its SQLite handle and
  * watches the directory, as a held connection does), bit 2 lets WHERE
  * derive the id from the machine id (lib/serverid.c: reads /etc/machine-id,
- * so only when asked).
+ * so only when asked), bit 3 makes it a --proxy-protocol v2 session: the
+ * bytes must start with a PROXY v2 header (lib/proxy.c; seeds made by
+ * tests/proxyhdr.py corpus --session).
  *
  * Besides the sanitizers, each run checks the replies against the protocol
  * (an oracle, so wrong answers are found, not only crashes):
  *   - every reply is one LF-terminated line of the protocol's alphabet;
  *   - one reply per non-blank line, plus one for a violation;
  *   - WHO answers exactly 1: the session is alone in its registry;
- *   - after QUIT or a violation nothing more is answered;
+ *   - behind a PROXY header, requests are answered only once it was
+ *     accepted, and a refused one is the only reply;
+ *   - after QUIT or a violation (a refused PROXY header included) nothing
+ *     more is answered;
  *   - session_free() leaves no row behind.
  */
 #define _GNU_SOURCE
@@ -129,7 +134,8 @@ static size_t check_replies(const char *out, size_t len, bool *last_bye, bool *l
                 abort();
             }
         *last_bye = is_line(l, n, "BYE");
-        *last_violation = is_line(l, n, "ERR line too long") || is_line(l, n, "ERR invalid byte");
+        *last_violation = is_line(l, n, "ERR line too long") || is_line(l, n, "ERR invalid byte") ||
+                          is_line(l, n, "ERR invalid PROXY v2 header");
         if (!(is_line(l, n, "1") || is_line(l, n, "42") || is_uuid(l, n) ||
               is_line(l, n, "WHO WHERE WHY HELP QUIT") || *last_bye ||
               is_line(l, n, "ERR unknown command") || is_line(l, n, "ERR WHO takes no arguments") ||
@@ -179,6 +185,7 @@ static void watch_open(void) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static struct session s; /* 12 KiB: keep it off the stack, as main() does */
+    static struct config cfg;
     uint8_t flags = size > 0 ? data[0] : 0, seed = size > 1 ? data[1] : 0;
     bool eof = flags & 1, quiet = flags & 2;
     size_t off = size > 2 ? 2 : size;
@@ -186,7 +193,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     if (ftruncate(fuzz_out, 0) < 0 || lseek(fuzz_out, 0, SEEK_SET) < 0)
         die("reset output");
-    session_init(&s, (flags & 4) ? &fuzz_cfg_derive : &fuzz_cfg, fuzz_out);
+    cfg = (flags & 4) ? fuzz_cfg_derive : fuzz_cfg;
+    cfg.proxy_v2 = flags & 8;
+    session_init(&s, &cfg, fuzz_out);
     if (reg_register(&s.reg) < 0) {
         dprintf(report_fd, "cannot register in the scratch registry\n");
         abort();
@@ -233,6 +242,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     unsigned long ncommands = s.commands;
     enum whoconn_end end = s.end;
+    /* behind --proxy-protocol v2, a request is answered only after a
+     * header that was accepted, and a refused header is all it gets */
+    if (cfg.proxy_v2 && ((ncommands > 0 && !s.proxied) || (end == END_PROXY_HEADER && ncommands))) {
+        dprintf(report_fd, "%lu commands answered, proxied=%d, end=%s\n", ncommands, s.proxied,
+                whoconn_end_names[end]);
+        abort();
+    }
     session_free(&s);
 
     ssize_t len = pread(fuzz_out, fuzz_buf, FUZZ_OUT_MAX, 0);
@@ -240,7 +256,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         die("pread");
     bool bye, violation;
     size_t lines = check_replies(fuzz_buf, (size_t)len, &bye, &violation);
-    bool ended_by_violation = end == END_LINE_TOO_LONG || end == END_BAD_BYTE;
+    bool ended_by_violation =
+        end == END_LINE_TOO_LONG || end == END_BAD_BYTE || end == END_PROXY_HEADER;
     if (lines != ncommands + (ended_by_violation ? 1 : 0)) {
         dprintf(report_fd, "%zu replies for %lu commands (end=%s)\n", lines, ncommands,
                 whoconn_end_names[end]);

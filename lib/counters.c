@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ const char *const whoconn_end_names[END__MAX] = {
     [END_BAD_BYTE] = "invalid-byte",
     [END_RESET] = "reset",
     [END_SIGNAL] = "signal",
+    [END_PROXY_HEADER] = "proxy-header",
 };
 
 const char *const whoconn_cmd_names[CMD__MAX] = {
@@ -45,6 +47,7 @@ const char *const whoconn_err_names[ERRK__MAX] = {
     [ERRK_SERVER_ID] = "server-id",
     [ERRK_LINE_TOO_LONG] = "line-too-long",
     [ERRK_INVALID_BYTE] = "invalid-byte",
+    [ERRK_PROXY_HEADER] = "proxy-header",
 };
 
 /* Maps the shared counters file beside the registry, creating it on first
@@ -90,8 +93,8 @@ void counters_session(struct whoconn_metrics *m, const unsigned long by_cmd[CMD_
     for (int i = 0; i < CMD__MAX; i++)
         counters_add(&m->commands[i], by_cmd[i]);
     for (int i = 0; i < ERRK__MAX; i++)
-        counters_add(&m->errors[i], by_err[i]);
-    counters_add(&m->ends[end], 1);
+        counters_add(counters_err(m, (enum whoconn_err)i), by_err[i]);
+    counters_add(counters_end(m, end), 1);
     counters_add(&m->registry_errors, registry_errors);
     while (b < WHOCONN_DURATION_BUCKETS && duration_us > bounds_ms[b] * 1000)
         b++;
@@ -117,7 +120,9 @@ int counters_read(const char *db, struct whoconn_metrics *out) {
         close(fd);
         return err;
     }
-    if (st.st_size < (off_t)sizeof *out) {
+    /* An older binary's file ends before the appended fields: they read
+     * as 0 (the rest of the one page mapped). */
+    if (st.st_size < (off_t)offsetof(struct whoconn_metrics, errors_more)) {
         close(fd);
         /* a connection process is creating it right now, or it is not ours */
         return st.st_size == 0 ? 0 : -EMEDIUMTYPE;
@@ -131,7 +136,8 @@ int counters_read(const char *db, struct whoconn_metrics *out) {
     if (magic == WHOCONN_METRICS_MAGIC) {
         const uint64_t *src = (const uint64_t *)m;
         uint64_t *dst = (uint64_t *)out;
-        for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)
+        size_t words = (size_t)st.st_size < sizeof *out ? (size_t)st.st_size : sizeof *out;
+        for (size_t i = 0; i < words / sizeof(uint64_t); i++)
             dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
     } else if (magic != 0)
         err = -EMEDIUMTYPE;

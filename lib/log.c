@@ -19,6 +19,7 @@
 #include "log.h"
 
 static const char *log_ident = "whoconn";
+static char log_prefix[LOG_PREFIX_MAX + 2]; /* with its trailing space */
 
 /* stderr is the journal: $JOURNAL_STREAM names fd 2's device and inode. */
 static bool stderr_journal;
@@ -60,10 +61,17 @@ bool log_to_journal(void) {
 }
 
 static void log_vmsg(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void log_set_prefix(const char *prefix) {
+    log_prefix[0] = '\0';
+    if (prefix && *prefix)
+        snprintf(log_prefix, sizeof log_prefix, "%.*s ", LOG_PREFIX_MAX, prefix);
+}
+
 static void log_vmsg(int prio, const char *fmt, va_list ap) {
     char line[768];
-    int n = stderr_journal ? snprintf(line, sizeof line, "<%d>", prio)
-                           : snprintf(line, sizeof line, "%s[%ld]: ", log_ident, (long)getpid());
+    int n = stderr_journal ? snprintf(line, sizeof line, "<%d>%s", prio, log_prefix)
+                           : snprintf(line, sizeof line, "%s[%ld]: %s", log_ident, (long)getpid(),
+                                      log_prefix);
     /* ap was started by the caller, log_msg() */
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
 

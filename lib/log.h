@@ -11,6 +11,9 @@
  *  - log_msg() writes one line in one write(2): "<N>" priority prefix when
  *    stderr is the journal, else "IDENT[PID]: ".  Lines are cut at 766 bytes.
  *    It never fails visibly: there is nowhere left to report that.
+ *  - log_set_prefix() puts a text before every later line's message (NULL
+ *    or "": none), such as "peer=CLIENT" once a PROXY header has named the
+ *    client; cut at LOG_PREFIX_MAX bytes.
  *  - log_sanitize() makes peer bytes printable (\xNN) and cuts them to
  *    WHOCONN_LOG_PEER_TEXT bytes before they reach a log line.
  *  - journal_send() sends one entry of KEY=value fields over journald's
@@ -27,6 +30,10 @@ void log_setup(const char *ident);
 
 /* Whether stderr is the journal (after log_setup()). */
 bool log_to_journal(void);
+
+#define LOG_PREFIX_MAX 96
+
+void log_set_prefix(const char *prefix);
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -12,6 +12,8 @@
 
 #include "../whoconn.h"
 #include "log.h"
+#include "peer.h"
+#include "proxy.h"
 #include "serverid.h"
 #include "session.h"
 
@@ -26,6 +28,7 @@ static const int end_status[END__MAX] = {
     [END_BAD_BYTE] = WHOCONN_EXIT_PROTOCOL,
     [END_RESET] = WHOCONN_EXIT_IO,
     [END_SIGNAL] = WHOCONN_EXIT_SIGNAL,
+    [END_PROXY_HEADER] = WHOCONN_EXIT_PROTOCOL,
 };
 
 int session_exit_status(enum whoconn_end end) {
@@ -194,11 +197,61 @@ static int session_violation(struct session *s, enum whoconn_end why, const char
     return session_reply(s, reply);
 }
 
+/* Refuses the PROXY header: one ERR line, then close.  The log shows why,
+ * and the bytes received (the header is binary: \xNN). */
+static int session_bad_header(struct session *s, const char *why) {
+    char clean[WHOCONN_LOG_PEER_TEXT * 4 + 8];
+
+    session_error(s, ERRK_PROXY_HEADER);
+    s->end = END_PROXY_HEADER;
+    s->proxy_pending = false;
+    log_sanitize(clean, sizeof clean, s->in, s->in_len);
+    log_msg(LOG_WARNING, "closing: invalid PROXY v2 header (%s): \"%s\"", why, clean);
+    return session_reply(s, "ERR invalid PROXY v2 header");
+}
+
+int session_header_timeout(struct session *s) {
+    return session_bad_header(s, "incomplete when its time was up");
+}
+
+/* Takes the PROXY header off the buffered input once it is complete; the
+ * requests after it stay.  Refuses it on the first byte that shows it
+ * wrong, or at EOF in its middle. */
+static int session_header(struct session *s, bool eof) {
+    const char *why = "";
+    long len = proxy_v2_length((const unsigned char *)s->in, s->in_len, &why);
+
+    if (len < 0)
+        return session_bad_header(s, why);
+    if (len == 0 || (size_t)len > s->in_len)
+        return eof && s->in_len > 0 ? session_bad_header(s, "cut short by the end of input") : 0;
+    if (proxy_v2_parse((const unsigned char *)s->in, (size_t)len, &s->proxy, &why) < 0)
+        return session_bad_header(s, why);
+    s->proxy_pending = false;
+    s->proxied = true;
+    memmove(s->in, s->in + len, s->in_len - (size_t)len);
+    s->in_len -= (size_t)len;
+    s->scanned = 0;
+    if (s->proxy.kind == PROXY_V2_CLIENT) {
+        char prefix[sizeof s->client.name + 8];
+        peer_name(&s->client, &s->proxy.src);
+        snprintf(prefix, sizeof prefix, "peer=%s", s->client.name);
+        log_set_prefix(prefix);
+    }
+    return 0;
+}
+
 /* Processes the buffered input: answers each complete line, stops at the
  * first violation.  With eof, a final unterminated line is a request too. */
 static int session_process(struct session *s, bool eof) {
     size_t start = 0;
     int err = 0;
+
+    if (s->proxy_pending) {
+        err = session_header(s, eof);
+        if (err < 0 || s->proxy_pending || s->end != END_NONE)
+            return err;
+    }
 
     for (size_t i = s->scanned; i < s->in_len && s->end == END_NONE; i++) {
         unsigned char c = (unsigned char)s->in[i];
@@ -234,6 +287,9 @@ static int session_process(struct session *s, bool eof) {
     return err;
 }
 
+/* A whole header always fits in the input buffer, at its start. */
+_Static_assert(PROXY_V2_HEADER_MAX <= WHOCONN_READ_BUF, "PROXY header larger than the input buffer");
+
 /* Feeds peer bytes into the session.  Returns 0 or a negative errno from
  * writing replies; s->end tells whether the session is over. */
 int session_input(struct session *s, const char *data, size_t n, bool eof) {
@@ -256,6 +312,8 @@ void session_init(struct session *s, const struct config *cfg, int out_fd) {
     s->out_fd = out_fd;
     reg_setup(&s->reg, cfg->db, getpid());
     memcpy(s->where, cfg->server_id, sizeof s->where);
+    s->proxy_pending = cfg->proxy_v2;
+    log_set_prefix(NULL);
 }
 
 void session_free(struct session *s) {

@@ -40,7 +40,8 @@ SAN_LOG    = $(ROBUST_DIR)/san/report
 # binaries in a container and network namespaces: nothing of the sanitized
 # build would be exercised, so they never run here.
 ASAN_SUITES ?= tests/protocol.bats tests/faults.bats tests/exact.bats tests/socket.bats \
-               tests/registry.bats tests/registry-new-file.bats tests/fuzz-regressions.bats
+               tests/registry.bats tests/registry-new-file.bats tests/fuzz-regressions.bats \
+               tests/proxy.bats
 ASAN_REST_SUITES ?= $(filter-out $(ASAN_SUITES) tests/systemd.bats tests/cluster.bats \
                tests/metrics-systemd.bats tests/etcd.bats,$(wildcard tests/*.bats))
 
@@ -57,7 +58,7 @@ deps-robust:
 # The sanitized builds compile the same module sources with clang (their
 # own objects, never mixed with the normal build's).  The fuzzer links the
 # session engine and what it uses, not whoconn.c's process around it.
-SAN_SESSION_SRC = lib/session.c lib/registry.c lib/counters.c lib/log.c lib/serverid.c
+SAN_SESSION_SRC = lib/session.c lib/proxy.c lib/peer.c lib/registry.c lib/counters.c lib/log.c lib/serverid.c
 SAN_HEADERS = whoconn.h $(wildcard lib/*.h)
 
 $(ROBUST_DIR)/whoconn-fuzz: fuzz/fuzz_session.c $(SAN_SESSION_SRC) $(SAN_HEADERS) | deps-robust
@@ -155,7 +156,7 @@ check-valgrind: $(ROBUST_DIR)/whoconn-memcheck | deps-robust
 # lib/*.c includes the agent's modules (lib/etcd.c, lib/sync-config.c);
 # whoconn-sync.c and lib/etcd's test program are checked with them.
 LINT_SOURCES = whoconn.c whoconn-sync.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) \
-               tests/etcd-check.c fuzz/fuzz_session.c robust/sanitizer-options.c
+               tests/etcd-check.c fuzz/fuzz_session.c fuzz/fuzz_proxy.c robust/sanitizer-options.c
 LINT_DEFS    = -std=c11 -DWHOCONN_VERSION='"$(VERSION)"' -DWHOCONN_SAN_LOG='"x"' \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
@@ -172,7 +173,7 @@ check-cppcheck: lib/whoconn-seccomp.h | deps-robust
 		robust/sanitizer-options.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
-		-D__GNUC__ --include=robust/cppcheck-defs.h -I. -Ilib --library=posix fuzz/fuzz_session.c
+		-D__GNUC__ --include=robust/cppcheck-defs.h -I. -Ilib --library=posix fuzz/fuzz_session.c fuzz/fuzz_proxy.c
 
 clean-robust:
 	rm -rf $(ROBUST_DIR)

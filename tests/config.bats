@@ -7,7 +7,8 @@ load helpers
 @test "--help prints the usage on stdout and exits 0" {
 	run -0 "$WHOCONN" --help
 	[ "${lines[0]}" = "usage: whoconn [--db PATH] [--idle-timeout SECONDS] [--server-id UUID]" ]
-	[ "${lines[1]}" = "       whoconn --help | --version" ]
+	[ "${lines[1]}" = "               [--proxy-protocol off | v2]" ]
+	[ "${lines[2]}" = "       whoconn --help | --version" ]
 }
 
 @test "--version prints the version and exits 0" {

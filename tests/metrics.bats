@@ -435,6 +435,46 @@ baseline() {
 	grep -x 'whoconn_registry_errors_total 0' "$BATS_TEST_TMPDIR/m"
 }
 
+@test "a refused PROXY header counts as proxy-header, among the errors and the disconnects" {
+	start_server -E WHOCONN_PROXY_PROTOCOL=v2
+	baseline
+	run -0 python3 "$TOP/tests/proxyhdr.py" send "$PORT" v1 --then 'WHY\n'
+	[ "${lines[1]}" = "ERR invalid PROXY v2 header" ]
+	run -0 python3 "$TOP/tests/proxyhdr.py" send "$PORT" v4 --then 'WHY\n'
+	[ "${lines[1]}" = "42" ]
+	sessions_done
+	scrape >"$BATS_TEST_TMPDIR/m"
+	grep -x 'whoconn_errors_total{reason="proxy-header"} 1' "$BATS_TEST_TMPDIR/m"
+	grep -x 'whoconn_disconnects_total{reason="proxy-header"} 1' "$BATS_TEST_TMPDIR/m"
+	grep -x 'whoconn_commands_total{command="WHY"} 1' "$BATS_TEST_TMPDIR/m"
+	grep -x "whoconn_disconnects_total{reason=\"client-closed\"} $((BASE_CLOSED + 1))" "$BATS_TEST_TMPDIR/m"
+}
+
+@test "a counters file of the first layout (an older whoconn's, before proxy-header) is read, then grown in place by a newer session" {
+	# 38 words: magic, accepted, 6 commands, 6 errors, 9 ends, registry
+	# errors, 13 buckets, the sum; accepted 7, ends[quit] 5
+	python3 - "$DB-metrics" <<-'PY'
+	import struct, sys
+	w = [0] * 38
+	w[0], w[1], w[14 + 2] = 0x32544d434f4857, 7, 5
+	open(sys.argv[1], "wb").write(struct.pack("<38Q", *w))
+	PY
+	run -0 metric whoconn_connections_accepted_total
+	[ "$output" = 7 ]
+	run -0 metric 'whoconn_disconnects_total{reason="quit"}'
+	[ "$output" = 5 ]
+	run -0 metric 'whoconn_disconnects_total{reason="proxy-header"}'
+	[ "$output" = 0 ]
+	printf 'WHY\n' | WHOCONN_PROXY_PROTOCOL=v2 WHOCONN_DB="$DB" "$WHOCONN" 2>/dev/null || true
+	[ "$(stat -c %s "$DB-metrics")" -gt 304 ]
+	run -0 metric whoconn_connections_accepted_total
+	[ "$output" = 8 ]
+	run -0 metric 'whoconn_disconnects_total{reason="quit"}'
+	[ "$output" = 5 ]
+	run -0 metric 'whoconn_disconnects_total{reason="proxy-header"}'
+	[ "$output" = 1 ]
+}
+
 @test "an idle timeout counts as a disconnect for idle-timeout in the 5 s duration bucket" {
 	start_server -E WHOCONN_IDLE_TIMEOUT=2
 	baseline

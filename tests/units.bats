@@ -6,15 +6,33 @@ load helpers
 
 setup() {
 	mkdir -p "$BATS_TEST_TMPDIR/units"
-	for u in whoconn.socket whoconn@.service; do
+	for u in whoconn.socket whoconn@.service whoconn-proxy.socket whoconn-proxy@.service; do
 		sed -e "s|@BINDIR@|$TOP|g" "$TOP/units/$u.in" >"$BATS_TEST_TMPDIR/units/$u"
 	done
 }
 
 @test "the units pass systemd-analyze verify" {
 	cd "$BATS_TEST_TMPDIR/units"
-	run -0 --separate-stderr systemd-analyze verify --man=no ./whoconn.socket ./whoconn@.service
+	run -0 --separate-stderr systemd-analyze verify --man=no ./whoconn.socket ./whoconn@.service \
+		./whoconn-proxy.socket ./whoconn-proxy@.service
 	[ "$stderr" = "" ]
+}
+
+@test "the PROXY socket listens on 127.0.0.1:4243, lets only loopback in, and its service reads the header by option" {
+	run -0 grep -x 'ListenStream=127.0.0.1:4243' "$TOP/units/whoconn-proxy.socket.in"
+	run -0 grep -x 'Accept=yes' "$TOP/units/whoconn-proxy.socket.in"
+	run -0 grep -x 'IPAddressDeny=any' "$TOP/units/whoconn-proxy.socket.in"
+	run -0 grep -x 'IPAddressAllow=localhost' "$TOP/units/whoconn-proxy.socket.in"
+	run -0 grep '^ExecStart=' "$TOP/units/whoconn-proxy@.service.in"
+	[ "$output" = "ExecStart=@BINDIR@/whoconn --proxy-protocol v2" ]
+	# and only it: the plain service never reads a header
+	run -0 grep '^ExecStart=' "$TOP/units/whoconn@.service.in"
+	[ "$output" = "ExecStart=@BINDIR@/whoconn" ]
+}
+
+@test "the PROXY service is the plain one but for its description and the option" {
+	run -0 diff <(grep -vE '^(#|Description=|ExecStart=)' "$TOP/units/whoconn@.service.in") \
+		<(grep -vE '^(#|Description=|ExecStart=)' "$TOP/units/whoconn-proxy@.service.in")
 }
 
 @test "the socket accepts each connection in its own process on port 4242" {
@@ -41,6 +59,9 @@ setup() {
 	run -0 grep -x 'ExecStart=/usr/bin/whoconn' "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn@.service"
 	[ -f "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn.socket" ]
 	[ -f "$BATS_TEST_TMPDIR/root/usr/lib/sysusers.d/whoconn.conf" ]
+	run -0 grep -x 'ExecStart=/usr/bin/whoconn --proxy-protocol v2' \
+		"$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn-proxy@.service"
+	[ -f "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn-proxy.socket" ]
 }
 
 @test "make install substitutes the agent unit's paths and installs the cluster.md its Documentation= names" {
