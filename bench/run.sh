@@ -232,8 +232,12 @@ boot_container() {
 	inside sh -ec '
 		install -m 0755 /opt/wcbench/whoconn /opt/wcbench/trivial /usr/local/bin/
 		install -m 0644 /opt/wcbench/units/whoconn.sysusers /usr/lib/sysusers.d/whoconn.conf
+		install -m 0644 /opt/wcbench/units/whoconn.tmpfiles /usr/lib/tmpfiles.d/whoconn.conf
 		systemd-sysusers
+		systemd-tmpfiles --create whoconn.conf
 		cp -r /opt/wcbench/units/*.socket /opt/wcbench/units/*.service /opt/wcbench/units/*.socket.d /etc/systemd/system/
+		# part 6 variants naming the user by number (allocated just now)
+		sed -i -e "s/@UID@/$(id -u whoconn)/; s/@GID@/$(id -g whoconn)/" /etc/systemd/system/*.service
 		systemctl daemon-reload'
 }
 
@@ -247,6 +251,7 @@ part2() {
 	sed -e 's|@BINDIR@|/usr/local/bin|g' "$TOP/units/whoconn@.service.in" >"$st/units/whoconn@.service"
 	cp "$TOP/units/whoconn.socket.in" "$st/units/whoconn.socket"
 	cp "$TOP/units/whoconn.sysusers" "$st/units/whoconn.sysusers"
+	cp "$TOP/units/whoconn.tmpfiles" "$st/units/whoconn.tmpfiles"
 	# bare: the same [Socket] section, a [Service] with nothing but trivial
 	cp "$TOP/units/whoconn.socket.in" "$st/units/bare.socket"
 	printf '[Service]\nExecStart=/usr/local/bin/trivial\nStandardInput=socket\n' >"$st/units/bare@.service"
@@ -292,8 +297,10 @@ U_VARIANTS=(
 	"bare2|"
 	"stderr|StandardError=journal"
 	"user|User=whoconn\nGroup=whoconn"
+	"user-num|User=@UID@\nGroup=@GID@"
 	"rtdir|RuntimeDirectory=whoconn\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes"
 	"user-rtdir|User=whoconn\nGroup=whoconn\nRuntimeDirectory=whoconn\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes"
+	"user-num-rtdir|User=@UID@\nGroup=@GID@\nRuntimeDirectory=whoconn\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes"
 	"nnp-caps|NoNewPrivileges=yes\nCapabilityBoundingSet="
 	"raf|RestrictAddressFamilies=AF_UNIX"
 	"umask|UMask=0077"
@@ -307,6 +314,9 @@ U_VARIANTS=(
 	"twin-noumask|@twin UMask"
 	"twin-nosec|@twin RestrictAddressFamilies NoNewPrivileges CapabilityBoundingSet"
 	"twin-nosec-nortdir|@twin RestrictAddressFamilies NoNewPrivileges CapabilityBoundingSet RuntimeDirectory"
+	"twin-nortdir-nnp-caps|@twin RuntimeDirectory NoNewPrivileges CapabilityBoundingSet"
+	"twin-nortdir-nnp-caps-nostderr|@twin RuntimeDirectory NoNewPrivileges CapabilityBoundingSet StandardError"
+	"issue12|StandardOutput=socket\nStandardError=journal\nSuccessExitStatus=65 74 75 76\nUser=whoconn\nGroup=whoconn\nRuntimeDirectory=whoconn\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes\nNoNewPrivileges=yes\nCapabilityBoundingSet=\nUMask=0077\n[Unit]\nCollectMode=inactive-or-failed"
 )
 # U_ONLY="bare bare2 twin ..." runs only the variants named (bare always)
 if [ -n "${U_ONLY:-}" ]; then
@@ -339,6 +349,24 @@ ratio_stats() {
 		printf "%.3f %.3f %.3f %d\n", m, a[k], a[n-k+1], n}'
 }
 
+# part6_strace N - where each variant's extra work goes: the system calls of
+# PID 1 (and the connection processes it forks, up to their exec) and of
+# journald over N sequential connections, strace -c per variant
+# (U_STRACE=N; counts, not times, are the figure: strace slows everything)
+part6_strace() {
+	local n=$1 v jd sp
+	jd=$(pgrep --ns "$CPID" --nslist pid -x systemd-journal | head -1 || true)
+	for v in "${ports[@]}"; do
+		strace -f -c -o "$RAW/part6-strace-${v%%:*}.txt" -p "$CPID" ${jd:+-p "$jd"} 2>/dev/null &
+		sp=$!
+		sleep 1 # strace attaches to every thread of PID 1
+		"$WCLOAD" rate -p "${v#*:}" -c 1 -n "$n" -t 60 >>"$RAW/part6-strace-sessions.txt" 2>>"$RAW/wcload.err" || true
+		sleep 1 # the last instance exits and is collected
+		kill -INT "$sp" 2>/dev/null || true
+		wait "$sp" 2>/dev/null || true
+	done
+}
+
 part6() {
 	local st=$WORK/stage6 v name set port c=${U_CLIENTS:-2} rounds=${U_ROUNDS:-16} secs=${U_SECS:-2}
 	local -a order=() ports=()
@@ -346,6 +374,7 @@ part6() {
 	mkdir -p "$st/units"
 	cp "$WHOCONN" "$st/whoconn"; cp "$TRIVIAL" "$st/trivial"
 	cp "$TOP/units/whoconn.sysusers" "$st/units/whoconn.sysusers"
+	cp "$TOP/units/whoconn.tmpfiles" "$st/units/whoconn.tmpfiles"
 	for v in "${U_VARIANTS[@]}"; do
 		name=${v%%|*}; set=${v#*|}
 		port=$(free_port)
@@ -367,6 +396,7 @@ part6() {
 	# shellcheck disable=SC2046
 	inside systemctl start $(for v in "${ports[@]}"; do echo "u-${v%%:*}.socket"; done)
 	for v in "${ports[@]}"; do wait_port "${v#*:}"; warm "${v#*:}"; done
+	[ "${U_STRACE:-0}" -gt 0 ] && part6_strace "${U_STRACE}"
 	order=("${ports[@]}")
 	for r in $(seq "$rounds"); do
 		for v in "${order[@]}"; do
