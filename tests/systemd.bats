@@ -424,6 +424,68 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[[ "${lines[1]}" =~ ^peer=127\.0\.0\.1:[0-9]+\ .*\ end=invalid-byte$ ]]
 }
 
+# unit_log CURSOR - the connection processes' journal lines since CURSOR
+# with the unit each was attributed to: "UNIT MESSAGE" (only entries
+# journald could name a whoconn@ unit for count for `journalctl -u`).
+unit_log() {
+	inside journalctl -q -o json -u 'whoconn@*' --after-cursor="$1" SYSLOG_IDENTIFIER=whoconn |
+		python3 -c 'import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    print(e.get("_SYSTEMD_UNIT", "-"), e.get("MESSAGE"))'
+}
+
+@test "a start-up error (exit 64) reaches journalctl -u whoconn@..., attributed to its unit, and never the client" {
+	cursor=$(journal_cursor)
+	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
+		printf "[Service]\nEnvironment=WHOCONN_IDLE_TIMEOUT=soon\n" \
+			>/etc/systemd/system/whoconn@.service.d/bad.conf
+		systemctl daemon-reload'
+	run client send 'WHY\n'
+	inside_sh 'rm -r /etc/systemd/system/whoconn@.service.d; systemctl daemon-reload'
+	echo "client: $output"
+	[[ "$output" != *"not a number"* ]]
+	want='whoconn: WHOCONN_IDLE_TIMEOUT: "soon" is not a number of seconds from 1 to 86400'
+	for _ in $(seq 1200); do
+		unit_log "$cursor" | grep -qF "$want" && break
+		sleep 0.05
+	done
+	run -0 unit_log "$cursor"
+	printf '%s\n' "${lines[@]}"
+	[[ "${lines[0]}" =~ ^whoconn@[^\ ]+\.service\ "$want"$ ]]
+	# PID 1 saw the status the process exited with
+	run -0 inside journalctl -q -o cat -u "${lines[0]%% *}" --after-cursor="$cursor"
+	[[ "$output" == *"status=64/USAGE"* ]]
+	run -0 client send 'WHY\n'
+	[ "${lines[0]}" = "42" ]
+}
+
+@test "a registry fault reaches journalctl -u whoconn@..., attributed to its unit, and the client gets ERR" {
+	cursor=$(journal_cursor)
+	# a SQLite file of another program where the registry belongs
+	inside_sh 'rm -rf /run/whoconn/registry.db*
+		sqlite3 /run/whoconn/registry.db "CREATE TABLE precious(x)"
+		chown whoconn:whoconn /run/whoconn/registry.db'
+	run -0 client send 'WHO\n'
+	echo "client: $output"
+	[ "${lines[0]}" = "ERR registry unavailable: registry file belongs to another program" ]
+	want='registry register: /run/whoconn/registry.db: registry file belongs to another program'
+	for _ in $(seq 1200); do
+		[ "$(unit_log "$cursor" | wc -l)" -ge 2 ] && break
+		sleep 0.05
+	done
+	inside rm -rf /run/whoconn/registry.db /run/whoconn/registry.db-wal /run/whoconn/registry.db-shm
+	# the fault and the connection's entry, each named after the unit
+	# (the two may come by different transports: no order between them)
+	run -0 unit_log "$cursor"
+	printf '%s\n' "${lines[@]}"
+	[ "${#lines[@]}" -eq 2 ]
+	run -0 grep -cE "^whoconn@[^ ]+\.service $want \(sqlite: " <<<"$output"
+	run -0 grep -cE '^whoconn@[^ ]+\.service peer=127\.0\.0\.1:[0-9]+ .*errors=1 end=' < <(unit_log "$cursor")
+	run -0 client send 'WHO\n'
+	[ "${lines[0]}" = "1" ]
+}
+
 @test "a probe confined exactly like a connection can write only in the registry directory and can neither fork, exec, make memory executable nor open network sockets" {
 	cursor=$(journal_cursor)
 	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
