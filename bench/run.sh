@@ -231,6 +231,7 @@ boot_container() {
 	record "$part" boot ok yes
 	inside sh -ec '
 		install -m 0755 /opt/wcbench/whoconn /opt/wcbench/trivial /usr/local/bin/
+		if [ -d /opt/wcbench/bin ]; then install -m 0755 /opt/wcbench/bin/* /usr/local/bin/; fi
 		install -m 0644 /opt/wcbench/units/whoconn.sysusers /usr/lib/sysusers.d/whoconn.conf
 		install -m 0644 /opt/wcbench/units/whoconn.tmpfiles /usr/lib/tmpfiles.d/whoconn.conf
 		systemd-sysusers
@@ -316,8 +317,15 @@ U_VARIANTS=(
 	"twin-nosec-nortdir|@twin RestrictAddressFamilies NoNewPrivileges CapabilityBoundingSet RuntimeDirectory"
 	"twin-nortdir-nnp-caps|@twin RuntimeDirectory NoNewPrivileges CapabilityBoundingSet"
 	"twin-nortdir-nnp-caps-nostderr|@twin RuntimeDirectory NoNewPrivileges CapabilityBoundingSet StandardError"
+	"wc-ship|@ship whoconn"
 	"issue12|StandardOutput=socket\nStandardError=journal\nSuccessExitStatus=65 74 75 76\nUser=whoconn\nGroup=whoconn\nRuntimeDirectory=whoconn\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes\nNoNewPrivileges=yes\nCapabilityBoundingSet=\nUMask=0077\n[Unit]\nCollectMode=inactive-or-failed"
 )
+# U_MORE="NAME|SETTINGS;..." adds variants (experiments, e.g. "@ship" with
+# a program of U_BINS)
+if [ -n "${U_MORE:-}" ]; then
+	IFS=';' read -ra _m <<<"$U_MORE"
+	U_VARIANTS+=("${_m[@]}")
+fi
 # U_ONLY="bare bare2 twin ..." runs only the variants named (bare always)
 if [ -n "${U_ONLY:-}" ]; then
 	_u=()
@@ -375,6 +383,8 @@ part6() {
 	cp "$WHOCONN" "$st/whoconn"; cp "$TRIVIAL" "$st/trivial"
 	cp "$TOP/units/whoconn.sysusers" "$st/units/whoconn.sysusers"
 	cp "$TOP/units/whoconn.tmpfiles" "$st/units/whoconn.tmpfiles"
+	# U_BINS="PATH..." - more programs for @ship variants, by file name
+	if [ -n "${U_BINS:-}" ]; then mkdir -p "$st/bin"; cp $U_BINS "$st/bin/"; fi
 	for v in "${U_VARIANTS[@]}"; do
 		name=${v%%|*}; set=${v#*|}
 		port=$(free_port)
@@ -384,6 +394,12 @@ part6() {
 		printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\nMaxConnections=4096\nMaxConnectionsPerSource=4096\n' \
 			"$port" >"$st/units/u-$name.socket.d/bench.conf"
 		case $set in
+		@ship*) # the shipped [Service] running PROGRAM (whoconn, or one of
+			# U_BINS), without the settings named: "@ship PROGRAM SETTING..."
+			local del=() k prog
+			read -r prog _ <<<"${set#@ship }"
+			for k in $(cut -d' ' -f3- <<<"$set"); do del+=(-e "/^$k/d"); done
+			sed -e "s|@BINDIR@/whoconn|/usr/local/bin/$prog|" "${del[@]}" "$TOP/units/whoconn@.service.in" ;;
 		@twin*) # the shipped [Service] without the settings named
 			local del=() k
 			for k in ${set#@twin}; do del+=(-e "/^$k/d"); done
