@@ -29,3 +29,14 @@ int sqlite3StmtVtabInit(sqlite3 *db) {
     (void)db;
     return SQLITE_OK;
 }
+
+void sqlite3RegisterDateTimeFunctions(void) {
+}
+
+void sqlite3RegisterJsonFunctions(void) {
+}
+
+int sqlite3JsonTableFunctions(sqlite3 *db) {
+    (void)db;
+    return SQLITE_OK;
+}
