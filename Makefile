@@ -48,8 +48,10 @@ all: whoconn
 CFLAGS += -MMD -MP
 LIB_SESSION = lib/session.o lib/registry.o lib/counters.o lib/log.o lib/serverid.o
 # lib/sqlite-noext.o: the SQLite modules whoconn never uses stay out of the
-# link and out of every connection's open (lib/sqlite-noext.h).
-WHOCONN_OBJS = whoconn.o $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o lib/sqlite-noext.o
+# link and out of every connection's open (lib/sqlite-noext.h); lib/sqlmem.o:
+# SQLite's own arena, handed back whole when a held connection idles
+# (lib/sqlmem.h; the checking builds leave both out).
+WHOCONN_OBJS = whoconn.o $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o lib/sqlite-noext.o lib/sqlmem.o
 
 %.o: %.c | deps-build
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -61,7 +63,7 @@ whoconn: $(WHOCONN_OBJS)
 # only: valgrind makes its own system calls, which the filter would deny.
 lib/confine-noconfine.o: lib/confine.c | deps-build
 	$(CC) $(CFLAGS) -DWHOCONN_NO_CONFINE -c -o $@ $<
-whoconn-noconfine: whoconn.o $(LIB_SESSION) lib/confine-noconfine.o lib/drain.o lib/cli.o lib/sqlite-noext.o
+whoconn-noconfine: whoconn.o $(LIB_SESSION) lib/confine-noconfine.o lib/drain.o lib/cli.o lib/sqlite-noext.o lib/sqlmem.o
 	$(CC) $(CFLAGS) $(STATIC_LDFLAGS) -o $@ $^ $(STATIC_LDLIBS)
 
 -include $(wildcard *.d lib/*.d tests/*.d scripts/*.d)
