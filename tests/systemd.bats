@@ -424,6 +424,14 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[[ "${lines[1]}" =~ ^peer=127\.0\.0\.1:[0-9]+\ .*\ end=invalid-byte$ ]]
 }
 
+# service_dropin NAME TEXT - a whoconn@.service drop-in (printf TEXT), in
+# effect for the next connection (teardown removes every one).
+service_dropin() {
+	inside_sh "mkdir -p /etc/systemd/system/whoconn@.service.d
+		printf '$2' >/etc/systemd/system/whoconn@.service.d/$1.conf
+		systemctl daemon-reload"
+}
+
 # unit_log CURSOR - the connection processes' journal lines since CURSOR
 # with the unit each was attributed to: "UNIT MESSAGE" (only entries
 # journald could name a whoconn@ unit for count for `journalctl -u`).
@@ -437,10 +445,7 @@ for line in sys.stdin:
 
 @test "a start-up error (exit 64) reaches journalctl -u whoconn@..., attributed to its unit, and never the client" {
 	cursor=$(journal_cursor)
-	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
-		printf "[Service]\nEnvironment=WHOCONN_IDLE_TIMEOUT=soon\n" \
-			>/etc/systemd/system/whoconn@.service.d/bad.conf
-		systemctl daemon-reload'
+	service_dropin bad '[Service]\nEnvironment=WHOCONN_IDLE_TIMEOUT=soon\n'
 	run client send 'WHY\n'
 	inside_sh 'rm -r /etc/systemd/system/whoconn@.service.d; systemctl daemon-reload'
 	echo "client: $output"
