@@ -112,7 +112,7 @@
 /* SQLite's arena in a connection process (lib/sqlmem.h): address space
  * reserved, not memory: only the pages a session uses (~120 KiB at its
  * peak) are.  Past it, SQLite's requests go to malloc(). */
-#define WHOCONN_SQLMEM_BYTES (1024 * 1024)
+#define WHOCONN_SQLMEM_BYTES ((size_t)1 << 20)
 
 /* Peer text quoted in a log line is cut to this many bytes. */
 #define WHOCONN_LOG_PEER_TEXT 32

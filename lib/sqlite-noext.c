@@ -1,7 +1,7 @@
 /*
- * sqlite-noext.c - SQLite's built-in extension modules, registered as
- * nothing (contract in sqlite-noext.h).  JSON stays: its functions are in
- * the same archive member as the core's, so it is linked in anyway.
+ * sqlite-noext.c - SQLite's built-in extension modules and its date/time
+ * and JSON SQL functions, registered as nothing (contract in
+ * sqlite-noext.h).
  */
 #include "sqlite-noext.h"
 

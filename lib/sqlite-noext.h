@@ -12,9 +12,10 @@
  * function"); the sqlite3 shell and the other programs keep them.
  * Why: registering the modules was ~54 k of the ~93 k instructions of
  * opening the registry, and closing it ~17 k more, the functions ~8 k, on
- * every connection (bench/NOTES.md item 17).  If a libsqlite3.a ever needs one of those members for another
- * symbol, the link fails with a duplicate definition (loud, never
- * silent); if it stops calling them by these names, they are dead code.
+ * every connection (bench/NOTES.md item 17).  If a libsqlite3.a ever needs
+ * one of those members for another symbol, the link fails with a duplicate
+ * definition (loud, never silent); if it stops calling them by these
+ * names, they are dead code.
  */
 #ifndef WHOCONN_SQLITE_NOEXT_H
 #define WHOCONN_SQLITE_NOEXT_H

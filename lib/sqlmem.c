@@ -37,14 +37,18 @@ static int in_arena(const void *p) {
 }
 
 static void *mem_malloc(int n) {
+    if (n <= 0)
+        return NULL; /* SQLite never asks for that */
     size_t need = (size_t)n + SQLMEM_HDR;
     int k = size_class(need);
     uint64_t *h = NULL;
 
     if (k < SQLMEM_CLASSES) {
         if (!arena) {
-            void *a = mmap(NULL, WHOCONN_SQLMEM_BYTES, PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+            /* fd -1: what MAP_ANONYMOUS asks for */
+            // cppcheck-suppress invalidFunctionArg
+            void *a = mmap(NULL, WHOCONN_SQLMEM_BYTES, PROT_READ | PROT_WRITE, flags, -1, 0);
             if (a != MAP_FAILED) {
                 arena = bump = a;
                 arena_end = arena + WHOCONN_SQLMEM_BYTES;
