@@ -19,7 +19,8 @@
 #        5 the same binaries under xinetd and ucspi-tcp's tcpserver
 #        6 (only when asked) the unit's [Service] settings one at a time
 #          against a bare unit, in a container like part 2 (U_ROUNDS=16,
-#          U_SECS=2, U_CLIENTS=2)
+#          U_SECS=2, U_CLIENTS=2; U_STRACE=N system calls per variant over
+#          N connections; U_NSS_FILES=1 users and groups from files only)
 # Writes DIR/RESULTS.md, DIR/plot.png, DIR/results.tsv (every number, one per
 # line: part variant key value) and DIR/raw/ (every tool's own output).
 # Every load run is bounded in count and seconds and talks to 127.0.0.1;
@@ -237,6 +238,10 @@ boot_container() {
 		systemd-sysusers
 		systemd-tmpfiles --create whoconn.conf
 		cp -r /opt/wcbench/units/*.socket /opt/wcbench/units/*.service /opt/wcbench/units/*.socket.d /etc/systemd/system/
+		# U_NSS_FILES=1: users and groups from the files alone (no nss-systemd)
+		if [ "${U_NSS_FILES:-0}" = 1 ]; then
+			sed -i -e "s/^\\(passwd\\|group\\|shadow\\|gshadow\\):.*/\\1: files/" /etc/nsswitch.conf
+		fi
 		# part 6 variants naming the user by number (allocated just now)
 		sed -i -e "s/@UID@/$(id -u whoconn)/; s/@GID@/$(id -g whoconn)/" /etc/systemd/system/*.service
 		systemctl daemon-reload'
