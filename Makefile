@@ -47,7 +47,11 @@ all: whoconn
 # object's header dependencies next to it.
 CFLAGS += -MMD -MP
 LIB_SESSION = lib/session.o lib/proxy.o lib/peer.o lib/registry.o lib/counters.o lib/log.o lib/serverid.o
-WHOCONN_OBJS = whoconn.o $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o
+# lib/sqlite-noext.o: the SQLite modules whoconn never uses stay out of the
+# link and out of every connection's open (lib/sqlite-noext.h); lib/sqlmem.o:
+# SQLite's own arena, handed back whole when a held connection idles
+# (lib/sqlmem.h; the checking builds leave both out).
+WHOCONN_OBJS = whoconn.o $(LIB_SESSION) lib/confine.o lib/drain.o lib/cli.o lib/sqlite-noext.o lib/sqlmem.o
 
 %.o: %.c | deps-build
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -59,7 +63,7 @@ whoconn: $(WHOCONN_OBJS)
 # only: valgrind makes its own system calls, which the filter would deny.
 lib/confine-noconfine.o: lib/confine.c | deps-build
 	$(CC) $(CFLAGS) -DWHOCONN_NO_CONFINE -c -o $@ $<
-whoconn-noconfine: whoconn.o $(LIB_SESSION) lib/confine-noconfine.o lib/drain.o lib/cli.o
+whoconn-noconfine: whoconn.o $(LIB_SESSION) lib/confine-noconfine.o lib/drain.o lib/cli.o lib/sqlite-noext.o lib/sqlmem.o
 	$(CC) $(CFLAGS) $(STATIC_LDFLAGS) -o $@ $^ $(STATIC_LDLIBS)
 
 -include $(wildcard *.d lib/*.d tests/*.d scripts/*.d)
@@ -117,7 +121,7 @@ SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g'
 
 install: whoconn
 	install -D -m 0755 whoconn $(DESTDIR)$(BINDIR)/whoconn
-	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d
 	$(SUBST) units/whoconn.socket.in > $(DESTDIR)$(UNITDIR)/whoconn.socket
 	$(SUBST) units/whoconn@.service.in > $(DESTDIR)$(UNITDIR)/whoconn@.service
 	$(SUBST) units/whoconn-proxy.socket.in > $(DESTDIR)$(UNITDIR)/whoconn-proxy.socket
@@ -125,12 +129,14 @@ install: whoconn
 	chmod 0644 $(DESTDIR)$(UNITDIR)/whoconn.socket $(DESTDIR)$(UNITDIR)/whoconn@.service \
 	      $(DESTDIR)$(UNITDIR)/whoconn-proxy.socket $(DESTDIR)$(UNITDIR)/whoconn-proxy@.service
 	install -m 0644 units/whoconn.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf
+	install -m 0644 units/whoconn.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/whoconn.conf
 	install -D -m 0644 man/whoconn.8 $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/whoconn $(DESTDIR)$(UNITDIR)/whoconn.socket \
 	      $(DESTDIR)$(UNITDIR)/whoconn@.service $(DESTDIR)$(UNITDIR)/whoconn-proxy.socket \
 	      $(DESTDIR)$(UNITDIR)/whoconn-proxy@.service $(DESTDIR)$(PREFIX)/lib/sysusers.d/whoconn.conf \
+	      $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/whoconn.conf \
 	      $(DESTDIR)$(MANDIR)/man8/whoconn.8
 
 clean:

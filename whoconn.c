@@ -48,6 +48,7 @@
 #include "lib/registry.h"
 #include "lib/serverid.h"
 #include "lib/session.h"
+#include "lib/sqlmem.h"
 #include "lib/util.h"
 
 static volatile sig_atomic_t got_signal;
@@ -223,6 +224,8 @@ static void session_run(struct session *s) {
             }
             if (s->reg.db && now >= quiet_at) {
                 reg_idle(&s->reg);
+                if (sqlmem_release)
+                    sqlmem_release();
                 session_check_moved(s, now, &retry_at);
             }
             if (now >= retry_at)
@@ -336,6 +339,8 @@ int main(int argc, char **argv) {
 
     std_fds_guard();
     log_setup("whoconn");
+    if (sqlmem_install)
+        sqlmem_install(); /* before the first SQLite call */
     r = config_load(&cfg, argc, argv, dbbuf, sizeof dbbuf);
     if (r != 0)
         return r > 0 ? WHOCONN_EXIT_OK : WHOCONN_EXIT_USAGE;

@@ -118,6 +118,11 @@
  * journald can still read its unit from /proc (see log_session()). */
 #define WHOCONN_JOURNAL_GRACE_MS 20
 
+/* SQLite's arena in a connection process (lib/sqlmem.h): address space
+ * reserved, not memory: only the pages a session uses (~120 KiB at its
+ * peak) are.  Past it, SQLite's requests go to malloc(). */
+#define WHOCONN_SQLMEM_BYTES ((size_t)1 << 20)
+
 /* Peer text quoted in a log line is cut to this many bytes. */
 #define WHOCONN_LOG_PEER_TEXT 32
 

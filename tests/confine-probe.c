@@ -74,6 +74,31 @@ static int try_read(const char *path) {
     return n < 0 ? -errno : 0;
 }
 
+/* The value of a "Key:" line of /proc/self/status ("?" if missing): what
+ * the kernel holds for this process, whoever set it (the process itself,
+ * or a unit's NoNewPrivileges=). */
+static const char *self_status(const char *key, char *val, size_t size) {
+    char buf[4096];
+    size_t klen = strlen(key);
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+
+    if (fd >= 0)
+        close(fd);
+    snprintf(val, size, "?");
+    if (n <= 0)
+        return val;
+    buf[n] = '\0';
+    for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (strncmp(l, key, klen) == 0 && l[klen] == ':') {
+            l += klen + 1;
+            l += strspn(l, " \t");
+            snprintf(val, size, "%.*s", (int)strcspn(l, "\n"), l);
+            break;
+        }
+    return val;
+}
+
 /* Tries to get memory that is writable and executable, or to make
  * writable memory executable, as injected code would need. */
 static int try_map_exec(void) {
@@ -122,6 +147,10 @@ static int probe(const char *db) {
            try_socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC));
     report("open an AF_NETLINK socket", try_socket(AF_NETLINK, SOCK_RAW));
     report("setuid(0)", setuid(0) < 0 ? -errno : 0);
+    char v[64];
+    /* set by confine() itself: the unit need not (whoconn@.service has no
+     * NoNewPrivileges= since issue 20) */
+    printf("no new privileges (NoNewPrivs): %s\n", self_status("NoNewPrivs", v, sizeof v));
     report("read /proc/1/stat", try_read("/proc/1/stat"));
     report("read /etc/machine-id", try_read("/etc/machine-id"));
     report("map writable and executable memory", try_map_exec());

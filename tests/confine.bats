@@ -52,20 +52,22 @@ sys.exit(0 if libc.syscall(444, None, 0, 1) >= 1 else 1)' ||
 	[ "${lines[11]}" = "open an AF_NETLINK socket: denied (Operation not permitted)" ]
 }
 
-@test "a confined connection process cannot become root" {
+@test "a confined connection process cannot become root, and has set no-new-privileges itself" {
 	[ "${lines[12]}" = "setuid(0): denied (Operation not permitted)" ]
+	# what whoconn@.service's NoNewPrivileges= did until issue 20
+	[ "${lines[13]}" = "no new privileges (NoNewPrivs): 1" ]
 }
 
 @test "a confined connection process can still read what WHERE needs" {
-	[ "${lines[14]}" = "read /etc/machine-id: allowed" ]
+	[ "${lines[15]}" = "read /etc/machine-id: allowed" ]
 }
 
 @test "a confined connection process cannot make memory executable (what MemoryDenyWriteExecute= would do)" {
-	[ "${lines[15]}" = "map writable and executable memory: denied (Operation not permitted)" ]
-	[ "${lines[16]}" = "make memory executable: denied (Operation not permitted)" ]
+	[ "${lines[16]}" = "map writable and executable memory: denied (Operation not permitted)" ]
+	[ "${lines[17]}" = "make memory executable: denied (Operation not permitted)" ]
 }
 
 @test "a confined connection process cannot execute programs" {
-	[ "${lines[17]}" = "execute /bin/true: denied (Operation not permitted)" ]
-	[ "${#lines[@]}" -eq 18 ]
+	[ "${lines[18]}" = "execute /bin/true: denied (Operation not permitted)" ]
+	[ "${#lines[@]}" -eq 19 ]
 }

@@ -53,6 +53,8 @@ setup_file() {
 	MPORT=$(free_port)
 	inside make -C /src -s install >&2
 	inside systemd-sysusers >/dev/null
+	# what boot does: /run/whoconn from the installed tmpfiles.d entry
+	inside systemd-tmpfiles --create whoconn.conf
 	inside_sh "mkdir -p /etc/systemd/system/whoconn.socket.d /etc/systemd/system/whoconn-metrics.socket.d
 		printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:$PORT\n' \
 			>/etc/systemd/system/whoconn.socket.d/test-port.conf

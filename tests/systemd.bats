@@ -64,6 +64,9 @@ setup_file() {
 	PORT=$(free_port)
 	inside make -C /src -s install >&2
 	inside systemd-sysusers >/dev/null
+	# what boot does (systemd-tmpfiles-setup.service): the registry's
+	# directory, from the installed tmpfiles.d/whoconn.conf
+	inside systemd-tmpfiles --create whoconn.conf
 	inside_sh "mkdir -p /etc/systemd/system/whoconn.socket.d
 		printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:$PORT\n' \
 			>/etc/systemd/system/whoconn.socket.d/test-port.conf
@@ -191,6 +194,14 @@ socket_dropin() {
 }
 
 @test "a live connection process is non-root, has no capabilities, no new privileges and a seccomp filter" {
+	# Since issue 20 the unit sets neither NoNewPrivileges= nor
+	# CapabilityBoundingSet= (each was paid by PID 1 on every connection):
+	# the process sets no-new-privileges itself, and as the whoconn user it
+	# holds no capability.  The bounding set is systemd's default (full):
+	# it only bounds what an execve() could gain, and the process can
+	# neither execve() nor setuid() (the probe tests below).
+	run -0 inside systemctl show -p NoNewPrivileges --value whoconn@x.service
+	[ "$output" = "no" ]
 	hold 1
 	wait_nconnections 1
 	pid=$(instance_pids)
@@ -202,10 +213,33 @@ socket_dropin() {
 	[ "${lines[2]}" = "CapInh:	$ZERO_CAPS" ]
 	[ "${lines[3]}" = "CapPrm:	$ZERO_CAPS" ]
 	[ "${lines[4]}" = "CapEff:	$ZERO_CAPS" ]
-	[ "${lines[5]}" = "CapBnd:	$ZERO_CAPS" ]
 	[ "${lines[6]}" = "CapAmb:	$ZERO_CAPS" ]
-	[ "${lines[7]}" = "NoNewPrivs:	1" ]
+	[ "${lines[7]}" = "NoNewPrivs:	1" ] # set by the process (confine())
 	[ "${lines[8]}" = "Seccomp:	2" ] # filter mode
+}
+
+@test "the registry directory comes from tmpfiles.d, not from each connection: whoconn's, mode 0700, made again as at boot, kept by every instance" {
+	run -0 inside systemctl show -p RuntimeDirectory --value whoconn@x.service
+	[ "$output" = "" ]
+	run -0 inside stat -c '%U %G %a' /run/whoconn
+	[ "$output" = "whoconn whoconn 700" ]
+	# gone (as after a reboot, /run is a tmpfs), then made by the entry
+	# systemd-tmpfiles-setup.service runs at boot
+	inside_sh 'rm -rf /run/whoconn; systemd-tmpfiles --create whoconn.conf'
+	run -0 inside stat -c '%U %G %a' /run/whoconn
+	[ "$output" = "whoconn whoconn 700" ]
+	hold 2
+	wait_nconnections 2
+	run -0 client wait-who 3
+	run -0 inside test -f /run/whoconn/registry.db
+	release
+	wait_nconnections 0
+	# no instance removed or changed it on its way out
+	run -0 inside stat -c '%U %G %a' /run/whoconn
+	[ "$output" = "whoconn whoconn 700" ]
+	run -0 inside test -f /run/whoconn/registry.db
+	run -0 client who
+	[ "$output" = 1 ]
 }
 
 @test "while 5 connections are held WHO answers 6 and NConnections says 5" {
@@ -397,6 +431,80 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[[ "${lines[1]}" =~ ^peer=127\.0\.0\.1:[0-9]+\ .*\ end=invalid-byte$ ]]
 }
 
+# service_dropin NAME TEXT - a whoconn@.service drop-in (printf TEXT), in
+# effect for the next connection (teardown removes every one).
+service_dropin() {
+	inside_sh "mkdir -p /etc/systemd/system/whoconn@.service.d
+		printf '$2' >/etc/systemd/system/whoconn@.service.d/$1.conf
+		systemctl daemon-reload"
+}
+
+# unit_log CURSOR - the connection processes' journal lines since CURSOR
+# with the unit each was attributed to: "UNIT MESSAGE", for the entries
+# `journalctl -u 'whoconn@*'` shows (_SYSTEMD_UNIT is whoconn@...).  No
+# match on journalctl's command line: with --after-cursor, journalctl 252
+# skips the first matching entry when the cursor's own entry does not
+# match, and that was the very line looked for.
+unit_log() {
+	inside journalctl -q -o json --after-cursor="$1" |
+		python3 -c 'import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    unit = e.get("_SYSTEMD_UNIT", "")
+    if unit.startswith("whoconn@") and e.get("SYSLOG_IDENTIFIER") == "whoconn":
+        print(unit, e.get("MESSAGE"))'
+}
+
+@test "a start-up error (exit 64) reaches journalctl -u whoconn@..., attributed to its unit, and never the client" {
+	cursor=$(journal_cursor)
+	service_dropin bad '[Service]\nEnvironment=WHOCONN_IDLE_TIMEOUT=soon\n'
+	run client send 'WHY\n'
+	inside_sh 'rm -r /etc/systemd/system/whoconn@.service.d; systemctl daemon-reload'
+	echo "client: $output"
+	[[ "$output" != *"not a number"* ]]
+	want='whoconn: WHOCONN_IDLE_TIMEOUT: "soon" is not a number of seconds from 1 to 86400'
+	# (the whole output, not grep -q: bats runs with pipefail, and a reader
+	# that quits early fails the writer)
+	for _ in $(seq 1200); do
+		[[ "$(unit_log "$cursor")" == *"$want"* ]] && break
+		sleep 0.05
+	done
+	run -0 unit_log "$cursor"
+	printf '%s\n' "${lines[@]}"
+	[[ "${lines[0]}" =~ ^whoconn@[^\ ]+\.service\ "$want"$ ]]
+	# PID 1 saw the status the process exited with
+	run -0 inside journalctl -q -o cat -u "${lines[0]%% *}" --after-cursor="$cursor"
+	[[ "$output" == *"status=64/USAGE"* ]]
+	run -0 client send 'WHY\n'
+	[ "${lines[0]}" = "42" ]
+}
+
+@test "a registry fault reaches journalctl -u whoconn@..., attributed to its unit, and the client gets ERR" {
+	cursor=$(journal_cursor)
+	# a SQLite file of another program where the registry belongs
+	inside_sh 'rm -rf /run/whoconn/registry.db*
+		sqlite3 /run/whoconn/registry.db "CREATE TABLE precious(x)"
+		chown whoconn:whoconn /run/whoconn/registry.db'
+	run -0 client send 'WHO\n'
+	echo "client: $output"
+	[ "${lines[0]}" = "ERR registry unavailable: registry file belongs to another program" ]
+	want='registry register: /run/whoconn/registry.db: registry file belongs to another program'
+	for _ in $(seq 1200); do
+		[ "$(unit_log "$cursor" | wc -l)" -ge 2 ] && break
+		sleep 0.05
+	done
+	inside rm -rf /run/whoconn/registry.db /run/whoconn/registry.db-wal /run/whoconn/registry.db-shm
+	# the fault and the connection's entry, each named after the unit
+	# (the two may come by different transports: no order between them)
+	run -0 unit_log "$cursor"
+	printf '%s\n' "${lines[@]}"
+	[ "${#lines[@]}" -eq 2 ]
+	run -0 grep -cE "^whoconn@[^ ]+\.service $want \(sqlite: " <<<"$output"
+	run -0 grep -cE '^whoconn@[^ ]+\.service peer=127\.0\.0\.1:[0-9]+ .*errors=1 end=' < <(unit_log "$cursor")
+	run -0 client send 'WHO\n'
+	[ "${lines[0]}" = "1" ]
+}
+
 @test "a probe confined exactly like a connection can write only in the registry directory and can neither fork, exec, make memory executable nor open network sockets" {
 	cursor=$(journal_cursor)
 	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
@@ -421,13 +529,13 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[ "${lines[0]}" = "42" ]
 }
 
-@test "without the unit's RestrictAddressFamilies= and NoNewPrivileges=, the probe is denied the same: the process confines itself" {
-	# the shipped unit has no RestrictAddressFamilies= (it cost ~5 % of
-	# systemd's CPU per connection, bench/NOTES.md item 13): this proves the
-	# in-process filter alone denies what it denied, even without the unit's
-	# NoNewPrivileges=
+@test "without the unit's RestrictAddressFamilies=, NoNewPrivileges= and CapabilityBoundingSet=, the probe is denied the same: the process confines itself" {
+	# the shipped unit has none of them (each was paid by PID 1 on every
+	# connection, bench/NOTES.md items 13 and 16): this proves the
+	# in-process confinement alone denies what they denied, with the
+	# drop-in spelling out that systemd adds nothing
 	inside_sh 'mkdir -p /etc/systemd/system/whoconn@.service.d
-		printf "[Service]\nExecStart=\nExecStart=/src/tests/confine-probe\nRestrictAddressFamilies=\nNoNewPrivileges=no\n" \
+		printf "[Service]\nExecStart=\nExecStart=/src/tests/confine-probe\nRestrictAddressFamilies=\nNoNewPrivileges=no\nCapabilityBoundingSet=~\n" \
 			>/etc/systemd/system/whoconn@.service.d/probe.conf
 		systemctl daemon-reload'
 	# no family restriction is shown as an empty deny list, "~"
@@ -435,6 +543,9 @@ print(s.getsockname()[1]); s.sendall(b"WHY\n"); s.recv(10); s.close()' "$PORT")"
 	[ "$output" = "~" ]
 	run -0 inside systemctl show -p NoNewPrivileges --value whoconn@x.service
 	[ "$output" = "no" ]
+	# the full bounding set
+	run -0 inside systemctl show -p CapabilityBoundingSet --value whoconn@x.service
+	[[ " $output " == *" cap_setuid "* ]] && [[ " $output " == *" cap_sys_admin "* ]]
 	run --separate-stderr client send ''
 	inside_sh 'rm -r /etc/systemd/system/whoconn@.service.d; systemctl daemon-reload'
 	printf '%s\n' "${lines[@]}"
@@ -791,7 +902,9 @@ except OSError as e:
 
 @test "installing the .deb creates the user, enables and starts whoconn.socket, and it serves" {
 	deb=$(ls "$BATS_FILE_TMPDIR"/deb/whoconn_*.deb) || skip "no .deb (the test above failed)"
-	inside_sh 'systemctl stop whoconn.socket; make -C /src -s uninstall; systemctl daemon-reload'
+	# no registry directory either: the package's tmpfiles.d entry makes it
+	inside_sh 'systemctl stop whoconn.socket; make -C /src -s uninstall; systemctl daemon-reload
+		rm -rf /run/whoconn'
 	# as verified for the issue: the host's users, so that dpkg finds them
 	inside sh -c 'cat >/etc/passwd' </etc/passwd
 	inside sh -c 'cat >/etc/group' </etc/group
@@ -806,6 +919,8 @@ except OSError as e:
 	[ "$output" = "active" ]
 	run -0 inside systemctl show -p FragmentPath --value whoconn.socket
 	[ "$output" = "/lib/systemd/system/whoconn.socket" ]
+	run -0 inside stat -c '%U %G %a' /run/whoconn
+	[ "$output" = "whoconn whoconn 700" ]
 	# the PROXY socket is shipped, opt-in: neither enabled nor started
 	run -0 inside systemctl show -p FragmentPath --value whoconn-proxy.socket
 	[ "$output" = "/lib/systemd/system/whoconn-proxy.socket" ]
@@ -988,7 +1103,7 @@ installed_in_place() {
 	run inside systemctl list-unit-files --no-legend 'whoconn*'
 	[ "$output" = "" ]
 	run -0 inside_sh 'ls -d /usr/bin/whoconn /lib/systemd/system/whoconn* \
-		/usr/lib/sysusers.d/whoconn.conf /usr/share/man/man8/whoconn.8.gz \
+		/usr/lib/sysusers.d/whoconn.conf /usr/lib/tmpfiles.d/whoconn.conf /usr/share/man/man8/whoconn.8.gz \
 		/etc/systemd/system/*/whoconn* /var/lib/systemd/deb-systemd-helper-enabled/*whoconn* \
 		/var/lib/systemd/deb-systemd-helper-enabled/*/whoconn* /run/whoconn 2>/dev/null || true'
 	[ "$output" = "" ]

@@ -49,8 +49,13 @@ setup() {
 	run -0 grep -x 'StandardError=journal' "$TOP/units/whoconn@.service.in"
 }
 
-@test "the service keeps its runtime directory when an instance stops" {
-	run -0 grep -x 'RuntimeDirectoryPreserve=yes' "$TOP/units/whoconn@.service.in"
+@test "the registry directory is made once by tmpfiles.d, whoconn's and mode 0700, never by a connection's unit" {
+	# an instance with RuntimeDirectory= and no RuntimeDirectoryPreserve=yes
+	# would delete it under every other connection; tests/systemd.bats
+	# proves the directory outlives the instances
+	run -0 grep -v '^#' "$TOP/units/whoconn.tmpfiles"
+	[ "$output" = "d /run/whoconn 0700 whoconn whoconn -" ]
+	run -1 grep '^RuntimeDirectory' "$TOP/units/whoconn@.service.in"
 }
 
 @test "make install puts the binary and units under DESTDIR with paths substituted" {
@@ -62,6 +67,7 @@ setup() {
 	run -0 grep -x 'ExecStart=/usr/bin/whoconn --proxy-protocol v2' \
 		"$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn-proxy@.service"
 	[ -f "$BATS_TEST_TMPDIR/root/usr/lib/systemd/system/whoconn-proxy.socket" ]
+	cmp "$TOP/units/whoconn.tmpfiles" "$BATS_TEST_TMPDIR/root/usr/lib/tmpfiles.d/whoconn.conf"
 }
 
 @test "make install substitutes the agent unit's paths and installs the cluster.md its Documentation= names" {
