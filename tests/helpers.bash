@@ -71,6 +71,12 @@ client() {
 # hold N [wcclient hold options] - holds N connections in the background
 # (HOLD_PID) until release; returns once all are open (a condition: 60 s
 # at most).
+# sqlite3 - the sqlite3 shell, waiting up to 10 s for a lock as whoconn
+# does (its busy timeout): a test reading the registry while connection
+# processes write or close it is otherwise refused "database is locked" by
+# the first writer or checkpoint it meets (seen: 300 held connections).
+sqlite3() { command sqlite3 -cmd '.timeout 10000' "$@"; }
+
 # at_scale N - N, the size of a load test; a quarter of it in check-asan
 # (WHOCONN_SANITIZED): the plain pass proves the full scale, the sanitizer
 # looks for memory errors on the same paths, which a quarter walks as well,

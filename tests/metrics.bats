@@ -730,8 +730,13 @@ print(sum(len(g["rules"]) for g in groups), sum(r.get("health") == "ok" for g in
 		RuntimeDirectoryPreserve=yes NoNewPrivileges=yes CapabilityBoundingSet= UMask=0077 \
 		StandardError=journal; do
 		grep -qx "$line" "$f" || { echo "missing: $line" >&2; return 1; }
+	done
+	# as whoconn's connections: the same user, umask and journal; the
+	# directory theirs, made by tmpfiles.d with the same owner and mode
+	for line in User=whoconn Group=whoconn UMask=0077 StandardError=journal; do
 		grep -qx "$line" "$TOP/units/whoconn@.service.in" || { echo "whoconn@ lacks: $line" >&2; return 1; }
 	done
+	grep -qx 'd /run/whoconn 0700 whoconn whoconn -' "$TOP/units/whoconn.tmpfiles"
 	# whoconn needs AF_UNIX for its journal entry; whoconn-metrics no socket at all
 	grep -qx 'RestrictAddressFamilies=none' "$f"
 }
