@@ -270,10 +270,19 @@ kill_and_check() {
 	for n in 1 2 3; do run -0 wait_who "$n" 10 60; done # a condition: all held clients published
 	local mine=$(( v == 2 ? 3 : 4 )) pids=() t0=$EPOCHREALTIME
 	partition "$v"
-	# the isolated server answers everything at once, from what it knows
+	# the isolated server answers everything at once, from what it knows:
+	# all 10 while its last confirmation (at most 1 s before the partition:
+	# keepalives go every TTL/3) is within the staleness bound; a
+	# busy machine can take longer than that to start the asking client
+	# (seen under a CPU hog), and then its own clients alone are right too
 	run -0 ask "$v"
+	local answered=$EPOCHREALTIME
 	run -0 check_reply "$v" "$output"
-	[ "${lines[0]}" = 10 ]
+	if awk -v a="$t0" -v b="$answered" -v s="$CL_STALENESS" 'BEGIN { exit !(b - a < s - 1) }'; then
+		[ "${lines[0]}" = 10 ]
+	else
+		[ "${lines[0]}" = 10 ] || [ "${lines[0]}" = $((mine + 1)) ]
+	fi
 	# the majority drops the isolated server's clients after its lease TTL;
 	# the isolated one counts only its own once its staleness bound is over
 	for n in 1 2 3; do
