@@ -171,6 +171,11 @@ socket_dropin() {
 	wait_listening
 }
 
+# unit_log_has CURSOR TEXT / unit_log_count_at_least CURSOR N - conditions
+# on the instances' journal after CURSOR, for wait_until.
+unit_log_has() { [[ "$(unit_log "$1")" == *"$2"* ]]; }
+unit_log_count_at_least() { [ "$(unit_log "$1" | wc -l)" -ge "$2" ]; }
+
 @test "the installed socket listens and answers WHY, WHO and WHERE" {
 	run -0 client send 'WHY\nWHO\nWHERE\n'
 	[ "${lines[0]}" = "42" ]
@@ -465,10 +470,7 @@ for line in sys.stdin:
 	want='whoconn: WHOCONN_IDLE_TIMEOUT: "soon" is not a number of seconds from 1 to 86400'
 	# (the whole output, not grep -q: bats runs with pipefail, and a reader
 	# that quits early fails the writer)
-	for _ in $(seq 1200); do
-		[[ "$(unit_log "$cursor")" == *"$want"* ]] && break
-		sleep 0.05
-	done
+	wait_until "its journal entry" unit_log_has "$cursor" "$want"
 	run -0 unit_log "$cursor"
 	printf '%s\n' "${lines[@]}"
 	[[ "${lines[0]}" =~ ^whoconn@[^\ ]+\.service\ "$want"$ ]]
@@ -489,10 +491,7 @@ for line in sys.stdin:
 	echo "client: $output"
 	[ "${lines[0]}" = "ERR registry unavailable: registry file belongs to another program" ]
 	want='registry register: /run/whoconn/registry.db: registry file belongs to another program'
-	for _ in $(seq 1200); do
-		[ "$(unit_log "$cursor" | wc -l)" -ge 2 ] && break
-		sleep 0.05
-	done
+	wait_until "two journal entries" unit_log_count_at_least "$cursor" 2
 	inside rm -rf /run/whoconn/registry.db /run/whoconn/registry.db-wal /run/whoconn/registry.db-shm
 	# the fault and the connection's entry, each named after the unit
 	# (the two may come by different transports: no order between them)
