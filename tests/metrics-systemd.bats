@@ -6,47 +6,12 @@
 # (the container shares the host's network), never on 4242 or 9242.
 
 load helpers
-
-inside() {
-	nsenter -t "$LEADER" -a "$@"
-}
-
-inside_sh() {
-	nsenter -t "$LEADER" -a sh -ec "$1"
-}
+load container-helpers
 
 setup_file() {
-	[ "$(id -u)" -eq 0 ] || skip "needs root to boot a container with systemd-nspawn"
-	command -v systemd-nspawn >/dev/null || skip "needs systemd-nspawn (Debian package systemd-container)"
-	command -v nsenter >/dev/null || skip "needs nsenter (util-linux)"
+	container_skip_unless_able
 	make -C "$TOP" -s whoconn whoconn-metrics >&2
-
-	# dpkg inside works on a copy of the host's database, so that `make
-	# install` can check its dependencies and leaves the host alone.
-	cp -a /var/lib/dpkg "$BATS_FILE_TMPDIR/dpkg"
-	systemd-nspawn -q --register=no --keep-unit --directory=/ --volatile=yes \
-		--overlay=/usr::/usr --bind-ro="$TOP:/src" \
-		--bind="$BATS_FILE_TMPDIR/dpkg:/var/lib/dpkg" \
-		--system-call-filter='landlock_create_ruleset landlock_add_rule landlock_restrict_self' \
-		--boot -- systemd.firstboot=off \
-		</dev/null >"$BATS_FILE_TMPDIR/nspawn.log" 2>&1 3>&- &
-	export NSPAWN_PID=$!
-	LEADER=""
-	for _ in $(seq 1200); do # conditions below: 60 s for a slow, busy machine
-		LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd || true)
-		[ -n "$LEADER" ] && break
-		sleep 0.05
-	done
-	[ -n "$LEADER" ] || { cat "$BATS_FILE_TMPDIR/nspawn.log" >&2; return 1; }
-	export LEADER
-	local state=""
-	for _ in $(seq 100); do
-		state=$(timeout 60 nsenter -t "$LEADER" -a systemctl is-system-running --wait 2>/dev/null || true)
-		[ "$state" = running ] || [ "$state" = degraded ] && break
-		sleep 0.1
-	done
-	[ "$state" = running ] || [ "$state" = degraded ] ||
-		{ echo "the container's systemd did not come up: $state" >&2; return 1; }
+	container_boot
 
 	export PORT MPORT
 	PORT=$(free_port)
@@ -73,14 +38,7 @@ setup_file() {
 }
 
 teardown_file() {
-	if [ -n "${NSPAWN_PID:-}" ]; then
-		kill "$NSPAWN_PID" 2>/dev/null || true # nspawn powers the container off
-		for _ in $(seq 100); do
-			kill -0 "$NSPAWN_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$NSPAWN_PID" 2>/dev/null || true
-	fi
+	container_stop
 }
 
 teardown() {

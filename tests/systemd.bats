@@ -6,59 +6,18 @@
 # free 127.0.0.1 port set by a drop-in, never on 4242.
 
 load helpers
+load container-helpers
 
 UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
 ZERO_CAPS=0000000000000000
 
-# inside CMD... - runs CMD inside the container.
-inside() {
-	nsenter -t "$LEADER" -a "$@"
-}
-
-# inside_sh SCRIPT - a shell script inside the container.
-inside_sh() {
-	nsenter -t "$LEADER" -a sh -ec "$1"
-}
-
 setup_file() {
-	[ "$(id -u)" -eq 0 ] || skip "needs root to boot a container with systemd-nspawn"
-	command -v systemd-nspawn >/dev/null || skip "needs systemd-nspawn (Debian package systemd-container)"
-	command -v nsenter >/dev/null || skip "needs nsenter (util-linux)"
+	container_skip_unless_able
 	# everything `make install` installs, built here: the container has no
 	# working cc (its /etc/alternatives is an empty tmpfs)
 	make -C "$TOP" -s all tests/confine-probe >&2
-
-	# nspawn's own filter denies Landlock (unknown to systemd 252): let
-	# whoconn use it as it does on a host.
-	# dpkg inside works on a copy of the host's database, so that `make
-	# install` can check its dependencies and `dpkg -i` leaves the host alone.
-	cp -a /var/lib/dpkg "$BATS_FILE_TMPDIR/dpkg"
 	mkdir -p "$BATS_FILE_TMPDIR/deb" # filled by `make deb` in a test below
-	systemd-nspawn -q --register=no --keep-unit --directory=/ --volatile=yes \
-		--overlay=/usr::/usr --bind-ro="$TOP:/src" \
-		--bind="$BATS_FILE_TMPDIR/dpkg:/var/lib/dpkg" \
-		--bind-ro="$BATS_FILE_TMPDIR/deb:/deb" \
-		--system-call-filter='landlock_create_ruleset landlock_add_rule landlock_restrict_self' \
-		--boot -- systemd.firstboot=off \
-		</dev/null >"$BATS_FILE_TMPDIR/nspawn.log" 2>&1 3>&- &
-	export NSPAWN_PID=$!
-	LEADER=""
-	for _ in $(seq 1200); do
-		LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd || true)
-		[ -n "$LEADER" ] && break
-		sleep 0.05
-	done
-	[ -n "$LEADER" ] || { cat "$BATS_FILE_TMPDIR/nspawn.log" >&2; return 1; }
-	export LEADER
-	# "degraded" is fine: some host units make no sense in a container.
-	local state=""
-	for _ in $(seq 100); do
-		state=$(timeout 60 nsenter -t "$LEADER" -a systemctl is-system-running --wait 2>/dev/null || true)
-		[ "$state" = running ] || [ "$state" = degraded ] && break
-		sleep 0.1
-	done
-	[ "$state" = running ] || [ "$state" = degraded ] ||
-		{ echo "the container's systemd did not come up: $state" >&2; return 1; }
+	container_boot --bind-ro="$BATS_FILE_TMPDIR/deb:/deb"
 
 	export PORT
 	PORT=$(free_port)
@@ -76,14 +35,7 @@ setup_file() {
 }
 
 teardown_file() {
-	if [ -n "${NSPAWN_PID:-}" ]; then
-		kill "$NSPAWN_PID" 2>/dev/null || true # nspawn powers the container off
-		for _ in $(seq 100); do
-			kill -0 "$NSPAWN_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$NSPAWN_PID" 2>/dev/null || true
-	fi
+	container_stop
 }
 
 # Every test starts with no connection left over from the one before.
