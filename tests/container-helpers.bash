@@ -15,10 +15,8 @@ container_skip_unless_able() {
 }
 
 # container_boot [NSPAWN-OPTION...] - boots the container and waits until
-# its systemd is up ("degraded" is fine: some host units make no sense in
-# a container); exports NSPAWN_PID and LEADER (the container's PID 1).
-# Bounds are for a slow, busy machine: 60 s for PID 1 to appear, then
-# systemd's own wait.
+# its systemd is up; exports NSPAWN_PID and LEADER (the container's PID 1).
+# Both waits are helpers.bash's wait_until (bounded for a slow, busy machine).
 container_boot() {
 	cp -a /var/lib/dpkg "$BATS_FILE_TMPDIR/dpkg"
 	# nspawn's own filter denies Landlock (unknown to systemd 252): let
@@ -30,34 +28,36 @@ container_boot() {
 		--boot -- systemd.firstboot=off \
 		</dev/null >"$BATS_FILE_TMPDIR/nspawn.log" 2>&1 3>&- &
 	export NSPAWN_PID=$!
-	LEADER=""
-	for _ in $(seq 1200); do
-		LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd || true)
-		[ -n "$LEADER" ] && break
-		sleep 0.05
-	done
-	[ -n "$LEADER" ] || { cat "$BATS_FILE_TMPDIR/nspawn.log" >&2; return 1; }
+	wait_until "the container's PID 1" container_leader ||
+		{ cat "$BATS_FILE_TMPDIR/nspawn.log" >&2; return 1; }
 	export LEADER
-	local state=""
-	for _ in $(seq 100); do
-		state=$(timeout 60 nsenter -t "$LEADER" -a systemctl is-system-running --wait 2>/dev/null || true)
-		[ "$state" = running ] || [ "$state" = degraded ] && break
-		sleep 0.1
-	done
-	[ "$state" = running ] || [ "$state" = degraded ] ||
-		{ echo "the container's systemd did not come up: $state" >&2; return 1; }
+	wait_until "the container's systemd to finish booting" container_booted
 }
 
-# container_stop - powers the container off (nspawn asks its PID 1), then
-# kills nspawn if it has not gone within 10 s.
+# container_leader - sets LEADER to the container's PID 1, once there is one.
+container_leader() {
+	LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd) && [ -n "$LEADER" ]
+}
+
+# container_booted - the container's systemd is up ("degraded" is fine: some
+# host units make no sense in a container).
+container_booted() {
+	local state
+	state=$(nsenter -t "$LEADER" -a systemctl is-system-running 2>/dev/null)
+	[ "$state" = running ] || [ "$state" = degraded ]
+}
+
+# container_stop - powers the container off (nspawn asks its PID 1), and
+# kills nspawn if it has not gone within wait_until's bound.
 container_stop() {
 	[ -n "${NSPAWN_PID:-}" ] || return 0
 	kill "$NSPAWN_PID" 2>/dev/null || true
-	for _ in $(seq 100); do
-		kill -0 "$NSPAWN_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+	wait_until "the container to power off" container_gone || kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+}
+
+# container_gone - nspawn has exited.
+container_gone() {
+	! kill -0 "$NSPAWN_PID" 2>/dev/null
 }
 
 # inside CMD... - runs CMD inside the container.
