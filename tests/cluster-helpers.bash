@@ -152,11 +152,22 @@ sync_log() { sed 's/^whoconn-sync\[[0-9]*\]: //' "$(dir "$1")/sync.log"; }
 # WC_LISTEN: the address whoconn listens on in its host; 0.0.0.0 for a
 # front door in another namespace (bench/slo/topology.bash).
 WC_LISTEN=127.0.0.1
+
+# host_bin N - the whoconn program host N serves: its own installed copy,
+# dir N/bin/whoconn, where one was installed (the SLO harness does, so that
+# its rolling upgrade can replace the file as a package does), else
+# $WHOCONN.  The activator executes this path for every connection.
+host_bin() {
+	local b
+	b="$(dir "$1")/bin/whoconn"
+	if [ -x "$b" ]; then echo "$b"; else echo "$WHOCONN"; fi
+}
+
 wc_start() {
 	local n="$1"
 	ip netns exec "$(ns "$n")" systemd-socket-activate -l "$WC_LISTEN:$WC_PORT" --inetd -a \
 		-E WHOCONN_DB="$(dir "$n")/registry.db" -E WHOCONN_SERVER_ID="${CL_IDS[$n]}" \
-		"$WHOCONN" >>"$(dir "$n")/whoconn.log" 2>&1 &
+		"$(host_bin "$n")" >>"$(dir "$n")/whoconn.log" 2>&1 &
 	echo $! >"$(dir "$n")/wc.pid"
 	for _ in $(seq 1200); do # a condition: 60 s for a slow, busy machine
 		in_ns "$n" nc -z 127.0.0.1 $WC_PORT 2>/dev/null && return 0
