@@ -328,6 +328,24 @@ break_registry() {
 	wait_status s2 UP
 }
 
+@test "a server the front marks DOWN has its sessions closed by the front: its held client is told at once, instead of waiting on it" {
+	PORT=$FRONT_PORT hold 3 --served --ask-into "$BATS_TEST_TMPDIR/asked"
+	[ "$(srv_stat s1 scur) $(srv_stat s2 scur) $(srv_stat s3 scur)" = "1 1 1" ]
+	break_registry 2
+	wait_status s2 DOWN
+	# a condition: the front has ended s2's session (on-marked-down
+	# shutdown-sessions); without it the session stays, answering ERR
+	for _ in $(seq $WAIT_STEPS); do [ "$(srv_stat s2 scur)" = 0 ] && break; sleep 0.05; done
+	[ "$(srv_stat s2 scur)" = 0 ]
+	kill -USR1 "$HOLD_PID"
+	for _ in $(seq $WAIT_STEPS); do [ -e "$BATS_TEST_TMPDIR/asked" ] && break; sleep 0.05; done
+	run -0 sort "$BATS_TEST_TMPDIR/asked"
+	[ "${#lines[@]}" = 3 ]
+	[[ "${lines[0]}" =~ ^[0-9]+$ ]]
+	[[ "${lines[1]}" =~ ^[0-9]+$ ]]
+	[[ "${lines[2]}" == "lost: "* ]]
+}
+
 @test "a server whose port closes is DOWN within 3 s (0.9 s by configuration), and the front retries elsewhere meanwhile" {
 	local count="$BATS_TEST_TMPDIR/count"
 	python3 "$LOOP" --port "$FRONT_PORT" --stop "$BATS_TEST_TMPDIR/stop" --count "$count" \
