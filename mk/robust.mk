@@ -156,7 +156,7 @@ check-valgrind: $(ROBUST_DIR)/whoconn-memcheck | deps-robust
 # lib/*.c includes the agent's modules (lib/etcd.c, lib/sync-config.c);
 # whoconn-sync.c and lib/etcd's test program are checked with them.
 LINT_SOURCES = whoconn.c whoconn-sync.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) \
-               tests/etcd-check.c fuzz/fuzz_session.c fuzz/fuzz_proxy.c robust/sanitizer-options.c
+               tests/etcd-check.c tests/sqlmem-check.c fuzz/fuzz_session.c fuzz/fuzz_proxy.c robust/sanitizer-options.c
 LINT_DEFS    = -std=c11 -DWHOCONN_VERSION='"$(VERSION)"' -DWHOCONN_SAN_LOG='"x"' \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
@@ -169,7 +169,7 @@ check-cppcheck: lib/whoconn-seccomp.h | deps-robust
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
 		-D__GNUC__ --include=robust/cppcheck-defs.h -DWHOCONN_SAN_LOG='"x"' -I. -Ilib --library=posix \
-		whoconn.c whoconn-sync.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) tests/etcd-check.c \
+		whoconn.c whoconn-sync.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) tests/etcd-check.c tests/sqlmem-check.c \
 		robust/sanitizer-options.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
