@@ -9,7 +9,8 @@
  *   sqlmem-check list     prints the checks' names
  *
  * Each check prints "ok NAME" or "FAIL NAME: what" lines and the program
- * exits 0 when every one passed, 1 when one failed, 2 on a usage error.
+ * exits 0 when every one passed, 1 when one failed, 2 on a usage error; a
+ * check that hangs is ended by SIGALRM after CHECK_TIMEOUT_S.
  * The checks call the allocator's methods directly, as SQLite does: they
  * are read back with SQLITE_CONFIG_GETMALLOC after sqlmem_install().  The
  * arena's start is learned from the first block of a fresh process (blocks
@@ -19,6 +20,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -57,8 +59,14 @@ static const int check_large_sizes[] = {CHECK_MAX_BLOCK - CHECK_HDR + 1, CHECK_M
 /* The scratch directory's path, and room for a file name after it. */
 #define CHECK_DIR_MAX 1024
 #define CHECK_PATH_MAX (CHECK_DIR_MAX + 32)
-/* A failure's description (longer ones are cut). */
+/* A failure's description (longer ones are cut), and how many a check
+ * prints before it only counts them. */
 #define CHECK_LINE_MAX 512
+#define CHECK_FAIL_LINES 10
+/* A check normally takes well under a second, under valgrind a few: one
+ * that does not finish in this long has hung (a broken allocator can leave
+ * SQLite waiting on a mutex that another block overwrote) and is killed. */
+#define CHECK_TIMEOUT_S 60
 
 static sqlite3_mem_methods m;
 static int failures;
@@ -73,8 +81,8 @@ static void fail(const char *check, const char *fmt, ...) {
      * is given several files, as lib/log.c notes too */
     vsnprintf(what, sizeof what, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
     va_end(ap);
-    printf("FAIL %s: %s\n", check, what);
-    failures++;
+    if (failures++ < CHECK_FAIL_LINES)
+        printf("FAIL %s: %s\n", check, what);
 }
 
 /* Installs the arena and reads its methods back; 0 or -1 (reported). */
@@ -146,6 +154,13 @@ static long mismatch(const void *p, size_t n, unsigned block) {
     return -1;
 }
 
+/* The bytes of block P, allocated for N, that are filled and verified: all
+ * that xSize says it has (SQLite may use them), and never fewer than N. */
+static size_t span(void *p, int n) {
+    int size = m.xSize(p);
+    return (size_t)(size > n ? size : n);
+}
+
 /* Allocates a block of N bytes and checks what every block must be:
  * non-NULL, 8-byte aligned, of a size (xSize) at least N and equal to what
  * xRoundup promised.  NULL, reported, when it is not. */
@@ -195,6 +210,7 @@ static void check_install_after_init(const char *check) {
  * block from the arena, writable over its whole size, overlapping none. */
 static void check_classes(const char *check) {
     void *blocks[CHECK_BLOCKS_PER_SIZE * 4];
+    int asked[CHECK_BLOCKS_PER_SIZE * 4];
     char *arena;
 
     if (install(check) < 0 || !(arena = arena_start(check)))
@@ -221,11 +237,12 @@ static void check_classes(const char *check) {
                 if (m.xSize(p) != size - CHECK_HDR)
                     fail(check, "a %d-byte request has size %d, not its class's %d", sizes[s],
                          m.xSize(p), size - CHECK_HDR);
-                fill(p, (size_t)m.xSize(p), nb);
+                fill(p, span(p, sizes[s]), nb);
+                asked[nb] = sizes[s];
                 blocks[nb++] = p;
             }
         for (unsigned b = 0; b < nb; b++) {
-            long at = mismatch(blocks[b], (size_t)m.xSize(blocks[b]), b);
+            long at = mismatch(blocks[b], span(blocks[b], asked[b]), b);
             if (at >= 0)
                 fail(check, "class %d: block %u (%p) overwritten at byte %ld", size, b, blocks[b], at);
             m.xFree(blocks[b]);
@@ -247,12 +264,12 @@ static void check_large(const char *check) {
             continue;
         if (in_arena(arena, blocks[i]))
             fail(check, "a %d-byte request was served from the arena", check_large_sizes[i]);
-        fill(blocks[i], (size_t)m.xSize(blocks[i]), i);
+        fill(blocks[i], span(blocks[i], check_large_sizes[i]), i);
     }
     for (unsigned i = 0; i < CHECK_LARGE_COUNT; i++) {
         if (!blocks[i])
             continue;
-        long at = mismatch(blocks[i], (size_t)m.xSize(blocks[i]), i);
+        long at = mismatch(blocks[i], span(blocks[i], check_large_sizes[i]), i);
         if (at >= 0)
             fail(check, "the %d-byte block was overwritten at byte %ld", check_large_sizes[i], at);
         m.xFree(blocks[i]);
@@ -276,7 +293,7 @@ static void *resize(const char *check, const char *arena, void *p, int held, int
     long at = mismatch(q, (size_t)keep, 0);
     if (at >= 0)
         fail(check, "xRealloc(%d -> %d) lost byte %ld", held, n, at);
-    fill(q, (size_t)m.xSize(q), 0);
+    fill(q, span(q, n), 0);
     return q;
 }
 
@@ -298,13 +315,13 @@ static void check_realloc(const char *check) {
     p = alloc_checked(check, steps[0].n);
     if (!p)
         return;
-    held = m.xSize(p);
+    held = (int)span(p, steps[0].n);
     fill(p, (size_t)held, 0);
     for (unsigned i = 1; i < sizeof steps / sizeof steps[0]; i++) {
         p = resize(check, arena, p, held, steps[i].n, steps[i].arena);
         if (!p)
             return;
-        held = m.xSize(p);
+        held = (int)span(p, steps[i].n);
     }
     m.xFree(p);
 }
@@ -349,7 +366,7 @@ static void check_exhaustion(const char *check) {
         if (!blocks[i])
             continue;
         outside += !in_arena(arena, blocks[i]);
-        fill(blocks[i], (size_t)m.xSize(blocks[i]), (unsigned)i);
+        fill(blocks[i], span(blocks[i], CHECK_EXHAUST_SIZE), (unsigned)i);
     }
     if (outside == 0)
         fail(check, "%d blocks of %d bytes all fitted in a %zu-byte arena", CHECK_EXHAUST_BLOCKS,
@@ -357,7 +374,7 @@ static void check_exhaustion(const char *check) {
     for (int i = 0; i < CHECK_EXHAUST_BLOCKS; i++) {
         if (!blocks[i])
             continue;
-        long at = mismatch(blocks[i], (size_t)m.xSize(blocks[i]), (unsigned)i);
+        long at = mismatch(blocks[i], span(blocks[i], CHECK_EXHAUST_SIZE), (unsigned)i);
         if (at >= 0)
             fail(check, "block %d (%p) overwritten at byte %ld", i, blocks[i], at);
         m.xFree(blocks[i]);
@@ -386,10 +403,10 @@ static void check_release(const char *check) {
     other = alloc_checked(check, n);
     if (!live || !other)
         return;
-    fill(live, (size_t)m.xSize(live), 1);
+    fill(live, span(live, n), 1);
     m.xFree(other);
     sqlmem_release();
-    if (mismatch(live, (size_t)m.xSize(live), 1) >= 0)
+    if (mismatch(live, span(live, n), 1) >= 0)
         fail(check, "a live block's content changed across sqlmem_release()");
     pages = resident_pages(check, arena);
     if (pages == 0)
@@ -399,8 +416,8 @@ static void check_release(const char *check) {
         fail(check, "sqlmem_release() with a block live started the arena afresh (next block %p, live %p)",
              next, live);
     if (next) {
-        fill(next, (size_t)m.xSize(next), 2);
-        if (mismatch(live, (size_t)m.xSize(live), 1) >= 0)
+        fill(next, span(next, n), 2);
+        if (mismatch(live, span(live, n), 1) >= 0)
             fail(check, "the block allocated after sqlmem_release() overlaps the live one");
     }
     m.xFree(next);
@@ -537,9 +554,12 @@ static const struct {
 #define CHECK_COUNT (sizeof checks / sizeof checks[0])
 
 static int run_one(unsigned i) {
+    alarm(CHECK_TIMEOUT_S); /* SIGALRM's default action ends the process */
     checks[i].run(checks[i].name);
     if (failures == 0)
         printf("ok %s\n", checks[i].name);
+    else if (failures > CHECK_FAIL_LINES)
+        printf("FAIL %s: %d more failures not shown\n", checks[i].name, failures - CHECK_FAIL_LINES);
     fflush(stdout);
     return failures ? 1 : 0;
 }
@@ -547,6 +567,7 @@ static int run_one(unsigned i) {
 int main(int argc, char **argv) {
     int status = 0;
 
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a check that hangs has said what it found */
     if (argc != 2) {
         fprintf(stderr, "usage: sqlmem-check CHECK | all | list\n");
         return 2;
@@ -568,7 +589,9 @@ int main(int argc, char **argv) {
             if (pid == 0)
                 _exit(run_one(i));
             if (waitpid(pid, &ws, 0) < 0 || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
-                if (WIFSIGNALED(ws))
+                if (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGALRM)
+                    printf("FAIL %s: did not finish in %d s\n", checks[i].name, CHECK_TIMEOUT_S);
+                else if (WIFSIGNALED(ws))
                     printf("FAIL %s: killed by signal %d\n", checks[i].name, WTERMSIG(ws));
                 status = 1;
             }
