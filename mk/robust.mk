@@ -38,12 +38,13 @@ SAN_LOG    = $(ROBUST_DIR)/san/report
 # make check-full runs them sanitized too (check-asan-rest).
 # systemd.bats, metrics-systemd.bats and cluster.bats run installed
 # binaries in a container and network namespaces: nothing of the sanitized
-# build would be exercised, so they never run here.
+# build would be exercised, so they never run here; nor does sqlmem.bats,
+# which runs no whoconn and has its own sanitized build (mk/sqlmem.mk).
 ASAN_SUITES ?= tests/protocol.bats tests/faults.bats tests/exact.bats tests/socket.bats \
                tests/registry.bats tests/registry-new-file.bats tests/fuzz-regressions.bats \
                tests/proxy.bats
 ASAN_REST_SUITES ?= $(filter-out $(ASAN_SUITES) tests/systemd.bats tests/cluster.bats \
-               tests/metrics-systemd.bats tests/etcd.bats,$(wildcard tests/*.bats))
+               tests/metrics-systemd.bats tests/etcd.bats tests/sqlmem.bats,$(wildcard tests/*.bats))
 
 # check-asan is in the Makefile's CHECK_STAGES, among the longest.
 CHECK_STAGES += check-lint check-fuzz check-valgrind

@@ -43,8 +43,8 @@
 /* SQLite's alignment requirement for what xMalloc returns. */
 #define CHECK_ALIGN 8
 /* Blocks of each request size held at once in the class check: enough that
- * neighbours exist to be overwritten, few enough that the largest class
- * (8 x 64 KiB) stays inside the 1 MiB arena. */
+ * neighbours exist to be overwritten.  A class's blocks are also held to
+ * half the arena, so that all of them are the arena's (64 KiB: 2 a size). */
 #define CHECK_BLOCKS_PER_SIZE 8
 /* Requests above the largest class: malloc()'s, never the arena's. */
 static const int check_large_sizes[] = {CHECK_MAX_BLOCK - CHECK_HDR + 1, CHECK_MAX_BLOCK, 100000,
