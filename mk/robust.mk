@@ -38,12 +38,13 @@ SAN_LOG    = $(ROBUST_DIR)/san/report
 # make check-full runs them sanitized too (check-asan-rest).
 # systemd.bats, metrics-systemd.bats and cluster.bats run installed
 # binaries in a container and network namespaces: nothing of the sanitized
-# build would be exercised, so they never run here.
+# build would be exercised, so they never run here; nor does sqlmem.bats,
+# which runs no whoconn and has its own sanitized build (mk/sqlmem.mk).
 ASAN_SUITES ?= tests/protocol.bats tests/faults.bats tests/exact.bats tests/socket.bats \
                tests/registry.bats tests/registry-new-file.bats tests/fuzz-regressions.bats \
                tests/proxy.bats
 ASAN_REST_SUITES ?= $(filter-out $(ASAN_SUITES) tests/systemd.bats tests/cluster.bats \
-               tests/metrics-systemd.bats tests/etcd.bats,$(wildcard tests/*.bats))
+               tests/metrics-systemd.bats tests/etcd.bats tests/sqlmem.bats,$(wildcard tests/*.bats))
 
 # check-asan is in the Makefile's CHECK_STAGES, among the longest.
 CHECK_STAGES += check-lint check-fuzz check-valgrind
@@ -156,7 +157,7 @@ check-valgrind: $(ROBUST_DIR)/whoconn-memcheck | deps-robust
 # lib/*.c includes the agent's modules (lib/etcd.c, lib/sync-config.c);
 # whoconn-sync.c and lib/etcd's test program are checked with them.
 LINT_SOURCES = whoconn.c whoconn-sync.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) \
-               tests/etcd-check.c fuzz/fuzz_session.c fuzz/fuzz_proxy.c robust/sanitizer-options.c
+               tests/etcd-check.c tests/sqlmem-check.c fuzz/fuzz_session.c fuzz/fuzz_proxy.c robust/sanitizer-options.c
 LINT_DEFS    = -std=c11 -DWHOCONN_VERSION='"$(VERSION)"' -DWHOCONN_SAN_LOG='"x"' \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
@@ -169,7 +170,7 @@ check-cppcheck: lib/whoconn-seccomp.h | deps-robust
 	cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
 		-D__GNUC__ --include=robust/cppcheck-defs.h -DWHOCONN_SAN_LOG='"x"' -I. -Ilib --library=posix \
-		whoconn.c whoconn-sync.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) tests/etcd-check.c \
+		whoconn.c whoconn-sync.c $(filter-out lib/gen-seccomp.c,$(wildcard lib/*.c)) tests/etcd-check.c tests/sqlmem-check.c \
 		robust/sanitizer-options.c
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--std=c11 --inline-suppr --suppressions-list=.cppcheck-suppressions \
