@@ -79,6 +79,23 @@ report() {
 	[[ "$output" == *"short 99.958 %, retry once 100.000 %"* ]]
 }
 
+@test "a held WHO lost with its connection counts in the retry-once figure only when the new connection answers it within 1 s of its send" {
+	fake_run
+	local r="$BATS_TEST_TMPDIR/run/requests.tsv"
+	# lost at 10.3 s, asked again on the new connection, answered 0.45 s after its send
+	printf '%s\theld\tWHO\tconn\t0.400\t\ta\t99001\n' 1009.900 >>"$r"
+	printf '%s\theld-retry\tWHO\tok\t0.050\t3\tb\t99001\n' 1010.300 >>"$r"
+	# the same, answered 1.2 s after its send: failed all the same
+	printf '%s\theld\tWHO\tconn\t0.350\t\ta\t99002\n' 1009.950 >>"$r"
+	printf '%s\theld-retry\tWHO\tok\t1.150\t3\tb\t99002\n' 1010.000 >>"$r"
+	run -0 report
+	# 3,542 requests (2,400 short, 1,142 held WHOs): 2 failed, 1 with a retry
+	[[ "$output" == *"availability 99.944 % (2 of 3542 failed;"* ]]
+	[[ "$output" == *"held 99.825 %, all retrying once 99.972 %)"* ]]
+	grep -q '^| held connections.* WHO, asked once more on the new connection when one is lost | 99.912 % (1 failed) |$' \
+		"$BATS_TEST_TMPDIR/run/slo-RESULTS.md"
+}
+
 @test "WHO answers off the true total are counted outside the bounds in steady windows" {
 	fake_run
 	run -0 report

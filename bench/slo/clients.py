@@ -4,14 +4,18 @@
 Short sessions: started at a steady --rate (open loop: a slow answer never
 delays the next start), each connects, sends one of WHO/WHERE/WHY and QUIT,
 reads the first line, closes.  A session that fails with a connection error
-(refused, reset, or closed before its answer) is tried once more at once,
+(refused, reset, or closed before its answer) or a server-side ERR (the
+server cannot serve now: SERVER_ERRORS) is tried once more at once,
 recorded as its retry (kind "retry"), so the report can give the figure of
-a client that retries an idempotent request once.
+a client that retries an idempotent request once (README's guideline).
 
 Held connections: --held of them, each asking WHERE on connect (which
 server it is on) and then pipelining WHO every 100 ms.  A connection that
 ends, or answers nothing for --dead-after seconds, is lost: it is recorded
-with its server and opened again.
+with its server and opened again, and its unanswered WHOs are asked once
+more on the new one, right after its WHERE (one WHO answers them all, as
+they are the same question), recorded as their retries (kind
+"held-retry").
 
 Every request is timed: a short session's from its connect, a held
 connection's from its send (its first, WHERE, from its connect).  Output,
@@ -33,6 +37,9 @@ CONNECT_TIMEOUT = 5.0
 LINE_MAX = 256           # longest reply line read (whoconn's are < 80 bytes)
 HOLD_INTERVAL = 0.1      # a held connection's WHO period
 COMMANDS = ("WHO", "WHERE", "WHY")
+# Answers that say the server cannot serve now, not that the request was
+# wrong: an idempotent request is asked again elsewhere (README).
+SERVER_ERRORS = ("ERR registry unavailable", "ERR server id unavailable")
 
 
 def right(cmd, answer, ids):
@@ -94,13 +101,14 @@ async def session(a, out, cmd, kind, rid=None):
     lat = (first or t1) - t0
     out.request(t0, kind, cmd, result, lat, answer, "", rid)
     out.conn(kind, t0, first, t1, "", result)
-    return result
+    return result, answer
 
 
 async def short(a, out, cmd):
     rid = out.next_id + 1
     out.next_id = rid
-    if await session(a, out, cmd, "short", rid) == "conn":
+    result, answer = await session(a, out, cmd, "short", rid)
+    if result == "conn" or answer.startswith(SERVER_ERRORS):
         await session(a, out, cmd, "retry", rid)
 
 
@@ -120,20 +128,25 @@ async def fleet(a, out, end):
 
 async def held_one(a, out, end):
     """One held connection, opened again each time it is lost."""
+    again = []  # ids of the WHOs a lost connection left unanswered
     while time.monotonic() < end:
         t_open = time.time()
         writer, server, first, how = None, "", 0.0, "closed"
-        pending = []          # (t_send, cmd, id) of requests sent, unanswered
+        pending = []          # (t_send, cmd, retried ids) of requests sent, unanswered
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(a.host, a.port), CONNECT_TIMEOUT)
             writer.write(b"WHERE\n")
-            pending.append((t_open, "WHERE"))
+            pending.append((t_open, "WHERE", None))
+            if again:
+                writer.write(b"WHO\n")
+                pending.append((time.time(), "WHO", again))
+            again = []
 
             async def sender():
                 while time.monotonic() < end:
                     await asyncio.sleep(HOLD_INTERVAL)
-                    pending.append((time.time(), "WHO"))
+                    pending.append((time.time(), "WHO", None))
                     writer.write(b"WHO\n")
 
             send_task = asyncio.ensure_future(sender())
@@ -151,13 +164,16 @@ async def held_one(a, out, end):
                     now = time.time()
                     if not pending:
                         continue  # a line nobody asked for: whoconn sends none
-                    t_send, cmd = pending.pop(0)
+                    t_send, cmd, retried = pending.pop(0)
                     answer = line[:LINE_MAX].decode("latin-1").strip()
                     if cmd == "WHERE":
                         server = answer
                         first = now
-                    ok = right(cmd, answer, a.ids)
-                    out.request(t_send, "held", cmd, "ok" if ok else "wrong", now - t_send, answer, server)
+                    ok = "ok" if right(cmd, answer, a.ids) else "wrong"
+                    if retried is None:
+                        out.request(t_send, "held", cmd, ok, now - t_send, answer, server)
+                    for rid in retried or ():
+                        out.request(t_send, "held-retry", cmd, ok, now - t_send, answer, server, rid)
                 else:
                     how = "end"
             finally:
@@ -167,9 +183,15 @@ async def held_one(a, out, end):
         if writer is not None:
             writer.close()
         t_close = time.time()
-        for t_send, cmd in pending:
-            if how != "end":
-                out.request(t_send, "held", cmd, "conn", t_close - t_send, "", server)
+        for t_send, cmd, retried in pending:
+            if how == "end":
+                continue
+            if retried is None:
+                rid = out.request(t_send, "held", cmd, "conn", t_close - t_send, "", server)
+                if cmd == "WHO":
+                    again.append(rid)
+            for rid in retried or ():
+                out.request(t_send, "held-retry", cmd, "conn", t_close - t_send, "", server, rid)
         out.conn("held", t_open, first, t_close, server, how)
         if how != "end":
             await asyncio.sleep(HOLD_INTERVAL)
