@@ -15,7 +15,8 @@ ends, or answers nothing for --dead-after seconds, is lost: it is recorded
 with its server and opened again, and its unanswered WHOs are asked once
 more on the new one, right after its WHERE (one WHO answers them all, as
 they are the same question), recorded as their retries (kind
-"held-retry").
+"held-retry").  A WHO answered with a server-side ERR ends its connection
+the same way (how "server-error"), as README's guideline says.
 
 Every request is timed: a short session's from its connect, a held
 connection's from its send (its first, WHERE, from its connect).  Output,
@@ -171,9 +172,15 @@ async def held_one(a, out, end):
                         first = now
                     ok = "ok" if right(cmd, answer, a.ids) else "wrong"
                     if retried is None:
-                        out.request(t_send, "held", cmd, ok, now - t_send, answer, server)
+                        rid = out.request(t_send, "held", cmd, ok, now - t_send, answer, server)
                     for rid in retried or ():
                         out.request(t_send, "held-retry", cmd, ok, now - t_send, answer, server, rid)
+                    if answer.startswith(SERVER_ERRORS) and retried is None:
+                        # this server cannot serve now: leave it, and
+                        # ask again on a new connection (README)
+                        again.append(rid)
+                        how = "server-error"
+                        break
                 else:
                     how = "end"
             finally:

@@ -146,7 +146,9 @@ def main():
     losses = []
     for c in conns:
         t_open, kind, t_first, t_close, server, how = c
-        if kind != "held" or t_first == 0 or how == "end":
+        # "server-error": the client left a server that answered a
+        # server-side ERR (its requests count as failed, not as a loss)
+        if kind != "held" or t_first == 0 or how in ("end", "server-error"):
             continue
         f = faults.at(t_close)
         if f is None or t_close > f["rec"] + LOSS_GRACE:
