@@ -28,9 +28,13 @@ SLO_CHECK_FAULTS ?= drain kill agent rolling-upgrade
 # fails with the machine's load lies.
 SLO_CHECK_GOOD_WITHIN ?= 5
 
+# where make slo writes slo-RESULTS.md and slo-timeline.png; the second
+# full run, every fault on the busiest server (SLO_TARGET=busiest), is kept
+# in bench/slo-busiest/
+SLO_OUT ?= bench
 slo: whoconn whoconn-sync
 	@scripts/ensure-deps $(DEPS_SLO)
-	bench/slo/run $(SLO_SECONDS) "$(SLO_FAULTS)" bench
+	bench/slo/run $(SLO_SECONDS) "$(SLO_FAULTS)" $(SLO_OUT)
 
 # Exit status 77 from the harness: it cannot run here (not root, no network
 # namespaces), reported as skipped, as the bats suites skip.

@@ -24,6 +24,7 @@ CHECKS = 3             # the front's health checks: one session per server may b
 STEADY_AFTER = 4.0     # s after a recovery: staleness bound (3 s) + 1 s; steady from then
 LOSS_GRACE = 8.0       # s after a recovery in which a loss still belongs to its fault
 BIN = 0.1              # s: the timeline's bins
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load(path, types):
@@ -224,8 +225,11 @@ def main():
     w = out.append
     w("# SLO at the front door, measured (bench/slo/run)")
     w("")
-    w("Written by `bench/slo/run` on %s UTC; definitions: [docs/slo.md](../docs/slo.md)."
-      % datetime.datetime.utcfromtimestamp(t0).strftime("%Y-%m-%d %H:%M"))
+    # the link works from wherever the report is written (bench/, or a
+    # directory of its own for a second run)
+    docs = os.path.relpath(os.path.join(TOP, "docs", "slo.md"), os.path.abspath(a.out))
+    w("Written by `bench/slo/run` on %s UTC; definitions: [docs/slo.md](%s)."
+      % (datetime.datetime.utcfromtimestamp(t0).strftime("%Y-%m-%d %H:%M"), docs))
     w("%.0f s run, %d faults; settings: %s.  Machine: %d cores, load average at the end %s "
       "(1/5/15 min: other work shares the machine)."
       % (a.seconds, len(faults.list), a.settings, os.cpu_count(), " / ".join(load_now)))

@@ -81,6 +81,13 @@ wait_all_up() {
 	return 1
 }
 
+# busiest - the server (1-3) with the most sessions at the front now (its
+# held connections, mostly); the lowest number of those tied.
+busiest() {
+	admin "show stat" | awk -F, '$1 == "whoconn" && $2 ~ /^s[1-3]$/ { print $5, substr($2, 2) }' |
+		sort -k1,1nr -k2,2n | awk 'NR == 1 { print $2 }'
+}
+
 slo_up() {
 	cluster_up || return 1
 	front_up
