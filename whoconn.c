@@ -22,6 +22,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -153,6 +155,24 @@ static void session_check_moved(struct session *s, int64_t now, int64_t *retry_a
 }
 
 
+/* keepalive_on FD - TCP keepalive with whoconn's timings (whoconn.h,
+ * WHOCONN_KEEPALIVE_*), so that a connection whose peer vanished stops
+ * being counted.  Set here rather than only in the socket unit: every
+ * activator (systemd-socket-activate, inetd) gets it.  Fails harmlessly,
+ * and then stops, where FD is not a TCP socket (a pipe, a terminal, a unix
+ * socket). */
+static void keepalive_on(int fd) {
+    static const int on = 1, idle = WHOCONN_KEEPALIVE_IDLE_S, interval = WHOCONN_KEEPALIVE_INTERVAL_S,
+                     probes = WHOCONN_KEEPALIVE_PROBES;
+
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0)
+        return;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0)
+        return;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+}
+
 static void session_run(struct session *s) {
     char buf[WHOCONN_READ_BUF];
     int64_t idle_ms = (int64_t)s->cfg->idle_timeout * 1000;
@@ -174,6 +194,7 @@ static void session_run(struct session *s) {
 
     /* Fails harmlessly with ENOTSOCK when fd 1 is a pipe or a terminal. */
     setsockopt(STDOUT_FILENO, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    keepalive_on(STDIN_FILENO);
     sigprocmask(SIG_SETMASK, NULL, &unblocked);
     sigdelset(&unblocked, SIGTERM);
     sigdelset(&unblocked, SIGINT);

@@ -1,0 +1,76 @@
+#!/usr/bin/env bats
+# TCP keepalive (whoconn.h, WHOCONN_KEEPALIVE_*): a connection whose peer
+# vanished without a word stops being counted within the keepalive's
+# probes, not at the idle timeout.  Behind a front that drops a cut-off
+# server's sessions (contrib/haproxy/whoconn.cfg, on-marked-down
+# shutdown-sessions) this is what ends them on the server once the cut heals.
+
+load helpers
+
+# the timings, from the header that sets them
+ka() { sed -n "s/^#define WHOCONN_KEEPALIVE_$1 \([0-9]*\)$/\1/p" "$TOP/whoconn.h"; }
+
+teardown() {
+	[ -n "${CLIENT_PID:-}" ] && kill -KILL "$CLIENT_PID" 2>/dev/null
+	stop_server
+	if [ -n "${NS:-}" ]; then
+		ip netns pids "$NS-c" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+		ip netns pids "$NS-s" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+		ip netns del "$NS-c" 2>/dev/null
+		ip netns del "$NS-s" 2>/dev/null
+	fi
+	true
+}
+
+@test "every TCP connection has keepalive on, with whoconn's idle time: the kernel shows its timer" {
+	local idle
+	idle=$(ka IDLE_S)
+	[ -n "$idle" ]
+	start_server
+	hold 1 --served
+	run -0 ss -tnoH state established "( sport = :$PORT )"
+	[[ "$output" =~ timer:\(keepalive,([0-9.]+)(ms|sec),0\) ]]
+	local left=${BASH_REMATCH[1]} unit=${BASH_REMATCH[2]}
+	# the time left to the first probe, never more than the idle time
+	if [ "$unit" = sec ]; then
+		awk -v l="$left" -v i="$idle" 'BEGIN { exit !(l <= i) }'
+	fi
+}
+
+@test "a connection whose client host vanished (its cable cut for good) stops being counted within the keepalive's probes, not at the idle timeout" {
+	[ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces)"
+	NS="wcka$$"
+	ip netns add "$NS-s" 2>/dev/null || skip "cannot create network namespaces here"
+	ip netns add "$NS-c"
+	ip -n "$NS-s" link set lo up
+	ip -n "$NS-s" link add eth0 type veth peer name eth0 netns "$NS-c"
+	ip -n "$NS-s" addr add 10.253.7.1/24 dev eth0
+	ip -n "$NS-c" addr add 10.253.7.2/24 dev eth0
+	ip -n "$NS-s" link set eth0 up
+	ip -n "$NS-c" link set eth0 up
+	PORT=$(free_port)
+	# an idle timeout far beyond the test: only keepalive can end the connection
+	ip netns exec "$NS-s" systemd-socket-activate -l "0.0.0.0:$PORT" --inetd -a \
+		-E WHOCONN_DB="$BATS_TEST_TMPDIR/registry.db" -E WHOCONN_IDLE_TIMEOUT=3600 "$WHOCONN" \
+		2>>"$BATS_TEST_TMPDIR/server.log" &
+	SERVER_PID=$!
+	wait_until "the server listening" ip netns exec "$NS-s" nc -z 127.0.0.1 "$PORT"
+	# the client: one WHY answered, then silent, holding the connection
+	ip netns exec "$NS-c" python3 -c '
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+s.sendall(b"WHY\n")
+assert s.recv(16) == b"42\n"
+open(sys.argv[3], "w").write("ready\n")
+time.sleep(3600)' 10.253.7.1 "$PORT" "$BATS_TEST_TMPDIR/ready" &
+	CLIENT_PID=$!
+	wait_until "the client served" test -e "$BATS_TEST_TMPDIR/ready"
+	who_is() { [ "$(ip netns exec "$NS-s" python3 "$CLIENT" --port "$PORT" send 'WHO\n')" = "$1" ]; }
+	who_is 2
+	# the cable is gone, with the client's host behind it: not a FIN, not a reset
+	ip -n "$NS-s" link del eth0
+	# keepalive ends it after idle + probes x interval (8 s); the wait's
+	# bound (60 s) leaves a slow machine room, and is far below the idle
+	# timeout (3600 s): without keepalive the client stays counted
+	wait_until "the vanished client no longer counted" who_is 1
+}
