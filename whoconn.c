@@ -163,7 +163,7 @@ static void session_check_moved(struct session *s, int64_t now, int64_t *retry_a
  * socket). */
 static void keepalive_on(int fd) {
     static const int on = 1, idle = WHOCONN_KEEPALIVE_IDLE_S, interval = WHOCONN_KEEPALIVE_INTERVAL_S,
-                     probes = WHOCONN_KEEPALIVE_PROBES;
+                     probes = WHOCONN_KEEPALIVE_PROBES, unacked = WHOCONN_UNACKED_MAX_MS;
 
     if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0)
         return;
@@ -171,6 +171,7 @@ static void keepalive_on(int fd) {
         return;
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &unacked, sizeof unacked);
 }
 
 static void session_run(struct session *s) {

@@ -115,6 +115,12 @@
 #define WHOCONN_KEEPALIVE_IDLE_S 5
 #define WHOCONN_KEEPALIVE_INTERVAL_S 1
 #define WHOCONN_KEEPALIVE_PROBES 3
+/* The kernel sends no keepalive probe while a reply is unacknowledged (a
+ * peer that vanished right after asking); then this bounds how long it
+ * stays so (TCP_USER_TIMEOUT), the same 8 s, instead of ~15 min of
+ * retransmissions (cut short only by the idle timeout). */
+#define WHOCONN_UNACKED_MAX_MS \
+    ((WHOCONN_KEEPALIVE_IDLE_S + WHOCONN_KEEPALIVE_PROBES * WHOCONN_KEEPALIVE_INTERVAL_S) * 1000)
 
 /* Most fields in one structured journal entry (whoconn's has 9, 12 behind
  * a PROXY header). */

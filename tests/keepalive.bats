@@ -37,7 +37,12 @@ teardown() {
 	fi
 }
 
-@test "a connection whose client host vanished (its cable cut for good) stops being counted within the keepalive's probes, not at the idle timeout" {
+# two_hosts - a server host and a client host (network namespaces NS-s and
+# NS-c, 10.253.7.1 and .2 on one cable), whoconn on the server with an idle
+# timeout far beyond any test (only keepalive can end a connection), and one
+# client connection, served a WHY and then silent; the client sends WHY again
+# once $BATS_TEST_TMPDIR/ask exists.
+two_hosts() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces)"
 	NS="wcka$$"
 	ip netns add "$NS-s" 2>/dev/null || skip "cannot create network namespaces here"
@@ -49,28 +54,45 @@ teardown() {
 	ip -n "$NS-s" link set eth0 up
 	ip -n "$NS-c" link set eth0 up
 	PORT=$(free_port)
-	# an idle timeout far beyond the test: only keepalive can end the connection
 	ip netns exec "$NS-s" systemd-socket-activate -l "0.0.0.0:$PORT" --inetd -a \
 		-E WHOCONN_DB="$BATS_TEST_TMPDIR/registry.db" -E WHOCONN_IDLE_TIMEOUT=3600 "$WHOCONN" \
 		2>>"$BATS_TEST_TMPDIR/server.log" &
 	SERVER_PID=$!
 	wait_until "the server listening" ip netns exec "$NS-s" nc -z 127.0.0.1 "$PORT"
-	# the client: one WHY answered, then silent, holding the connection
 	ip netns exec "$NS-c" python3 -c '
-import socket, sys, time
+import os, socket, sys, time
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
 s.sendall(b"WHY\n")
 assert s.recv(16) == b"42\n"
-open(sys.argv[3], "w").write("ready\n")
-time.sleep(3600)' 10.253.7.1 "$PORT" "$BATS_TEST_TMPDIR/ready" &
+open(sys.argv[3] + "/ready", "w").write("ready\n")
+while not os.path.exists(sys.argv[3] + "/ask"):
+    time.sleep(0.05)
+s.sendall(b"WHY\n")
+time.sleep(3600)' 10.253.7.1 "$PORT" "$BATS_TEST_TMPDIR" &
 	CLIENT_PID=$!
 	wait_until "the client served" test -e "$BATS_TEST_TMPDIR/ready"
-	who_is() { [ "$(ip netns exec "$NS-s" python3 "$CLIENT" --port "$PORT" send 'WHO\n')" = "$1" ]; }
 	who_is 2
+}
+
+# who_is N - WHO, asked on the server host, answers N.
+who_is() { [ "$(ip netns exec "$NS-s" python3 "$CLIENT" --port "$PORT" send 'WHO\n')" = "$1" ]; }
+
+@test "a connection whose client host vanished (its cable cut for good) stops being counted within the keepalive's probes, not at the idle timeout" {
+	two_hosts
 	# the cable is gone, with the client's host behind it: not a FIN, not a reset
 	ip -n "$NS-s" link del eth0
 	# keepalive ends it after idle + probes x interval (8 s); the wait's
 	# bound (60 s) leaves a slow machine room, and is far below the idle
 	# timeout (3600 s): without keepalive the client stays counted
 	wait_until "the vanished client no longer counted" who_is 1
+}
+
+@test "a connection whose reply can no longer reach its client stops being counted within 8 s, though keepalive sends no probe while the reply is unacknowledged" {
+	two_hosts
+	# the server's way back to the client is gone; the client still reaches it
+	ip -n "$NS-s" route add blackhole 10.253.7.2/32
+	touch "$BATS_TEST_TMPDIR/ask"
+	# the reply to that WHY stays unacknowledged: TCP_USER_TIMEOUT (8 s)
+	# ends the connection; without it, retransmissions for ~15 min
+	wait_until "the unreachable client no longer counted" who_is 1
 }
