@@ -19,8 +19,9 @@ SLO_CHECK_SECONDS ?= 90
 # and short sessions): ~0.05 % of the run each; two kills (the order kill,
 # drain, agent, cycled) came to 99.911 %, too near the 99.9 % bar.  The
 # rolling upgrade fails the run if a connection opened after an upgrade
-# runs the old program.
-SLO_CHECK_FAULTS ?= drain kill agent rolling-upgrade
+# runs the old program; it goes first, since the last slot (68 s) is the
+# one that recoveries overrunning by 2 s on a slow machine push out.
+SLO_CHECK_FAULTS ?= rolling-upgrade drain kill agent
 # The gate asserts correctness, not speed: a request fails when it gets a
 # wrong answer, a connection error or no answer within the clients' 5 s
 # timeout.  The 1 s latency of the SLI is make slo's (a benchmark): on a

@@ -167,15 +167,16 @@ async def held_one(a, out, end):
                         continue  # a line nobody asked for: whoconn sends none
                     t_send, cmd, retried = pending.pop(0)
                     answer = line[:LINE_MAX].decode("latin-1").strip()
-                    if cmd == "WHERE":
+                    if cmd == "WHERE" and right(cmd, answer, a.ids):
                         server = answer
+                    if cmd == "WHERE":
                         first = now
                     ok = "ok" if right(cmd, answer, a.ids) else "wrong"
                     if retried is None:
                         rid = out.request(t_send, "held", cmd, ok, now - t_send, answer, server)
                     for rid in retried or ():
                         out.request(t_send, "held-retry", cmd, ok, now - t_send, answer, server, rid)
-                    if answer.startswith(SERVER_ERRORS) and retried is None:
+                    if answer.startswith(SERVER_ERRORS) and retried is None and cmd == "WHO":
                         # this server cannot serve now: leave it, and
                         # ask again on a new connection (README)
                         again.append(rid)
