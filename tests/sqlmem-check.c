@@ -50,6 +50,8 @@
 static const int check_large_sizes[] = {CHECK_MAX_BLOCK - CHECK_HDR + 1, CHECK_MAX_BLOCK, 100000,
                                         1 << 20, 4 << 20};
 #define CHECK_LARGE_COUNT (sizeof check_large_sizes / sizeof check_large_sizes[0])
+/* The release check's live block: any size the arena serves (a 4 KiB class). */
+#define CHECK_RELEASE_SIZE 3000
 /* The exhaustion check's block size and how far past the arena it goes. */
 #define CHECK_EXHAUST_SIZE 1000
 #define CHECK_EXHAUST_BLOCKS ((int)(WHOCONN_SQLMEM_BYTES / 1024) + 64)
@@ -398,7 +400,7 @@ static void check_release(const char *check) {
     char *arena;
     void *live, *other, *next;
     long pages;
-    int n = 3000;
+    int n = CHECK_RELEASE_SIZE;
 
     if (install(check) < 0 || !(arena = arena_start(check)))
         return;
