@@ -158,8 +158,11 @@ static void session_check_moved(struct session *s, int64_t now, int64_t *retry_a
 /* keepalive_on FD - TCP keepalive with whoconn's timings (whoconn.h,
  * WHOCONN_KEEPALIVE_*), so that a connection whose peer vanished stops
  * being counted.  Set here rather than only in the socket unit: every
- * activator (systemd-socket-activate, inetd) gets it.  Fails harmlessly,
- * and then stops, where FD is not a TCP socket (a pipe, a terminal, a unix
+ * activator (systemd-socket-activate, inetd) gets it.  Called once a
+ * connection has been quiet for WHOCONN_HANDLE_IDLE_MS, not at its start:
+ * a short session, the common case, never pays its five system calls, and
+ * a peer that vanishes leaves its connection quiet.  Fails harmlessly, and
+ * then stops, where FD is not a TCP socket (a pipe, a terminal, a unix
  * socket). */
 static void keepalive_on(int fd) {
     static const int on = 1, idle = WHOCONN_KEEPALIVE_IDLE_S, interval = WHOCONN_KEEPALIVE_INTERVAL_S,
@@ -192,10 +195,10 @@ static void session_run(struct session *s) {
     struct timeval tv = {.tv_sec = s->cfg->idle_timeout};
     sigset_t unblocked;
     int err = 0;
+    bool probing = false; /* keepalive_on() done */
 
     /* Fails harmlessly with ENOTSOCK when fd 1 is a pipe or a terminal. */
     setsockopt(STDOUT_FILENO, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    keepalive_on(STDIN_FILENO);
     sigprocmask(SIG_SETMASK, NULL, &unblocked);
     sigdelset(&unblocked, SIGTERM);
     sigdelset(&unblocked, SIGINT);
@@ -243,6 +246,10 @@ static void session_run(struct session *s) {
             if (now >= idle_at) {
                 s->end = END_IDLE;
                 break;
+            }
+            if (!probing && now >= quiet_at) {
+                keepalive_on(STDIN_FILENO);
+                probing = true;
             }
             if (s->reg.db && now >= quiet_at) {
                 reg_idle(&s->reg);

@@ -102,7 +102,8 @@
 #define WHOCONN_DRAIN_MS 200
 #define WHOCONN_DRAIN_MAX 65536
 
-/* TCP keepalive on every connection: after this many seconds without a
+/* TCP keepalive on every connection that stays open (armed once it has
+ * been quiet for WHOCONN_HANDLE_IDLE_MS, see keepalive_on()): after this many seconds without a
  * packet the kernel probes the peer, every INTERVAL s, and ends the
  * connection after PROBES unanswered ones.  A peer that vanished without a
  * word (a front that dropped the connection while cut off from this server,
